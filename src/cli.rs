@@ -1,0 +1,344 @@
+//! The command line: `pstl <command>`; see `pstl --help` and `pstl <command> --help`.
+
+use crate::config::Config;
+use crate::stream::Stream;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// Self-supervised skeleton action representations with PSTL (AAAI 2023).
+#[derive(Debug, Parser)]
+#[command(name = "pstl", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalOpts {
+    /// Compute device: auto (CUDA when available), cpu, cuda or cuda:N. Overrides run.device.
+    #[arg(long, global = true)]
+    pub device: Option<String>,
+    /// CPU threads for libtorch and data preparation (0 = all cores). Overrides run.threads.
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Random seed. Overrides run.seed.
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+}
+
+/// Experiment config options (`--config`, `--set`).
+#[derive(Debug, Args, Clone)]
+pub struct ConfigOpts {
+    /// Experiment file (TOML) from configs/; without it the official defaults are used.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Override one key, e.g. --set pretrain.epochs=5 --set data.path=data/x.h5 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert raw skeletons (NTU RGB+D, PKU-MMD) or AimCLR .npy/.pkl files into one HDF5 store.
+    #[command(subcommand)]
+    Prepare(PrepareCmd),
+    /// Write the built-in procedural skeleton action dataset (the default of `make pretrain`).
+    Synth(SynthArgs),
+    /// Self-supervised PSTL pretraining (anchor + MATM + CSM views, two Barlow Twins losses).
+    Pretrain(PretrainArgs),
+    /// Downstream evaluation of a pretrained encoder.
+    Eval(EvalArgs),
+    /// Eval-mode features (N, 256) of an .npy input (N, 3, T, 25, M).
+    Embed(EmbedArgs),
+    /// Export an encoder as TorchScript, or as safetensors with the official PyTorch keys.
+    Export(ExportArgs),
+    /// Measure pretraining throughput (samples/s) on random batches.
+    Bench(BenchArgs),
+}
+
+/// `pstl prepare ...`
+#[derive(Debug, Subcommand)]
+pub enum PrepareCmd {
+    /// NTU RGB+D 60/120 `.skeleton` files: split by the official ids, AimCLR's frame-50 normalisation.
+    Ntu {
+        /// Folder with the .skeleton files.
+        #[arg(long)]
+        raw: PathBuf,
+        /// Output HDF5 store.
+        #[arg(long)]
+        out: PathBuf,
+        /// Benchmark: xsub, xview (NTU-60) or xset (NTU-120).
+        #[arg(long, value_parser = ["xsub", "xview", "xset"])]
+        benchmark: String,
+        /// Dataset: ntu60 (setups 1-17) or ntu120.
+        #[arg(long, default_value = "ntu60", value_parser = ["ntu60", "ntu120"])]
+        dataset: String,
+        /// File of sample names to exclude (the official missing-skeleton lists).
+        #[arg(long)]
+        ignore: Option<PathBuf>,
+        /// Frames after normalisation.
+        #[arg(long, default_value_t = 50)]
+        frames: usize,
+        /// Report malformed files and skip them instead of stopping.
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// PKU-MMD: cut action instances from the skeleton videos by their label files.
+    Pku {
+        /// Folder of skeleton .txt files (one frame per line, 150 values).
+        #[arg(long)]
+        skeletons: PathBuf,
+        /// Folder of label .txt files (class,start,end,confidence).
+        #[arg(long)]
+        labels: PathBuf,
+        /// The official split file (training / validation video ids).
+        #[arg(long)]
+        split: PathBuf,
+        /// Output HDF5 store.
+        #[arg(long)]
+        out: PathBuf,
+        /// PKU-MMD part (1 or 2).
+        #[arg(long, default_value_t = 1)]
+        part: u8,
+        /// Frames after normalisation.
+        #[arg(long, default_value_t = 50)]
+        frames: usize,
+        /// Report malformed files and skip them instead of stopping.
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// Import AimCLR/PSTL `*_position.npy` + label `.pkl` files.
+    Npy {
+        /// Training data (N, 3, T, 25, M) float32 .npy.
+        #[arg(long)]
+        train_data: PathBuf,
+        /// Training labels: pickle of (names, labels).
+        #[arg(long)]
+        train_labels: PathBuf,
+        /// Test data .npy.
+        #[arg(long)]
+        test_data: PathBuf,
+        /// Test labels .pkl.
+        #[arg(long)]
+        test_labels: PathBuf,
+        /// Output HDF5 store.
+        #[arg(long)]
+        out: PathBuf,
+        /// Dataset name stored in the file (e.g. ntu60).
+        #[arg(long, default_value = "ntu60")]
+        dataset: String,
+        /// Benchmark name stored in the file (e.g. xsub).
+        #[arg(long, default_value = "xsub")]
+        benchmark: String,
+    },
+}
+
+/// `pstl synth`
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output HDF5 store.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of action classes.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Training samples per class.
+    #[arg(long, default_value_t = 200)]
+    pub train_per_class: usize,
+    /// Test samples per class.
+    #[arg(long, default_value_t = 50)]
+    pub test_per_class: usize,
+}
+
+/// `pstl pretrain`
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    /// Config.
+    pub cfg: ConfigOpts,
+    /// Continue from runs/<name>/checkpoint.safetensors (also automatic when it exists).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over even if the run directory has a checkpoint.
+    #[arg(long, conflicts_with = "resume")]
+    pub fresh: bool,
+    /// Initialise the encoder from a checkpoint (ours, official .pt or safetensors).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Stop after N epochs of this invocation (checkpointed; resume later).
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<usize>,
+}
+
+/// Downstream protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// Frozen encoder + linear classifier.
+    Linear,
+    /// Cosine k-nearest neighbours on features.
+    Knn,
+    /// Encoder and classifier trained end to end.
+    Finetune,
+    /// Fine-tune on 1% / 10% of the labels per class.
+    Semi,
+    /// Linear + fine-tune on a dataset other than the pretraining one.
+    Transfer,
+    /// Accuracy with joints missing at test time (body parts, k random joints).
+    Robust,
+    /// Weighted sum of per-stream softmax scores.
+    Ensemble,
+}
+
+/// `pstl eval`
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Protocol.
+    #[arg(value_enum)]
+    pub protocol: Protocol,
+    #[command(flatten)]
+    /// Config.
+    pub cfg: ConfigOpts,
+    /// Pretrained encoder (runs/<name>/encoder.safetensors, an official .pt, ...).
+    /// Omit for a randomly initialised encoder (a baseline).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// `robust`: a classifier.safetensors from `linear` or `finetune`.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// `ensemble`: scores.npy of each stream (joint, motion, bone).
+    #[arg(long, num_args = 1..)]
+    pub scores: Vec<PathBuf>,
+    /// `ensemble`: one weight per scores file (default: eval.ensemble_weights).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub weights: Vec<f64>,
+    /// Output folder (default: runs/<name>/eval-<protocol>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `pstl embed`
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Encoder checkpoint (ours, an official .pt state_dict, or safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Input .npy (N, 3, T, 25, M) float32.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output .npy (N, 256).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Stream computed from the joint input.
+    #[arg(long, value_enum, default_value = "joint")]
+    pub stream: Stream,
+    /// Joints to remove as CSM does, 0-based, comma separated (duplicates allowed).
+    #[arg(long, value_delimiter = ',')]
+    pub drop_joints: Vec<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    /// Config (model shape).
+    pub cfg: ConfigOpts,
+}
+
+/// `pstl export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Encoder checkpoint.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Write a traced TorchScript module here.
+    #[arg(long)]
+    pub torchscript: Option<PathBuf>,
+    /// Write safetensors with the official PyTorch state_dict keys here.
+    #[arg(long)]
+    pub safetensors: Option<PathBuf>,
+    /// Add a classifier (classifier.safetensors from `eval linear|finetune`): logits instead of features.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Frames fixed by tracing.
+    #[arg(long, default_value_t = 50)]
+    pub frames: i64,
+    /// Persons fixed by tracing.
+    #[arg(long, default_value_t = 2)]
+    pub persons: i64,
+    /// Stream: the traced module takes joints and computes this stream inside.
+    #[arg(long, value_enum, default_value = "joint")]
+    pub stream: Stream,
+    #[command(flatten)]
+    /// Config (model shape).
+    pub cfg: ConfigOpts,
+}
+
+/// `pstl bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    /// Config (model size, batch size).
+    pub cfg: ConfigOpts,
+    /// Timed steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+}
+
+/// Resolve a config with the global overrides applied.
+pub fn resolve_config(opts: &ConfigOpts, global: &GlobalOpts) -> Result<Config> {
+    let mut overrides = opts.overrides.clone();
+    if let Some(d) = &global.device {
+        overrides.push(format!("run.device=\"{d}\""));
+    }
+    if let Some(t) = global.threads {
+        overrides.push(format!("run.threads={t}"));
+    }
+    if let Some(s) = global.seed {
+        overrides.push(format!("run.seed={s}"));
+    }
+    Ok(Config::load(opts.config.as_deref(), &overrides)?)
+}
+
+/// Create `dir`, and write the resolved config and the command line into it.
+pub fn prepare_run_dir(dir: &Path, cfg: &Config) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating run directory {}", dir.display()))?;
+    crate::io::atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let cmd: Vec<String> = std::env::args().collect();
+    crate::io::atomic_write(
+        &dir.join("command.txt"),
+        format!("{}\n", shell_join(&cmd)).as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parse and run.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    crate::commands::run(cli)
+}
+
+/// Reject a command that has no implementation yet, with a clear message.
+pub fn not_implemented(what: &str) -> Result<()> {
+    bail!("`{what}` is not implemented yet")
+}

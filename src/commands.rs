@@ -1,0 +1,381 @@
+//! What each `pstl` command does: glue between the CLI and the library modules.
+
+use crate::cli::{Cli, Command, EvalArgs, GlobalOpts, PrepareCmd, Protocol};
+use crate::config::Config;
+use crate::data::store::{write_store, SplitData, StoreMeta};
+use crate::device::{device_name, resolve_device, set_threads};
+use crate::eval::EvalOutput;
+use crate::train::{pretrain, Trainer};
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Dispatch a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let g = cli.global.clone();
+    match cli.command {
+        Command::Prepare(p) => {
+            set_threads(g.threads.unwrap_or(0));
+            prepare(p)
+        }
+        Command::Synth(a) => {
+            set_threads(g.threads.unwrap_or(0));
+            let opts = crate::data::synth::SynthOpts {
+                classes: a.classes,
+                train_per_class: a.train_per_class,
+                test_per_class: a.test_per_class,
+                seed: g.seed.unwrap_or(1),
+                frames: crate::data::FRAMES,
+            };
+            write_synth(&a.out, &opts)
+        }
+        Command::Pretrain(a) => {
+            let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
+            let opts = crate::train::PretrainOptions {
+                resume: !a.fresh,
+                init: a.init,
+                stop_after: a.stop_after,
+            };
+            run_pretrain(&cfg, &opts)
+        }
+        Command::Eval(a) => run_eval(a, &g),
+        Command::Embed(a) => {
+            let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
+            let device = setup(&cfg)?;
+            crate::export::embed(
+                &cfg,
+                &a.checkpoint,
+                &a.input,
+                &a.output,
+                a.stream,
+                &a.drop_joints,
+                a.batch_size,
+                device,
+            )?;
+            println!("embed: features written to {}", a.output.display());
+            Ok(())
+        }
+        Command::Export(a) => {
+            let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
+            let device = setup(&cfg)?;
+            if a.torchscript.is_none() && a.safetensors.is_none() {
+                bail!("export: give --torchscript OUT.pt and/or --safetensors OUT.safetensors");
+            }
+            if let Some(out) = &a.torchscript {
+                let opts = crate::export::ExportOptions {
+                    frames: a.frames,
+                    persons: a.persons,
+                    stream: a.stream,
+                };
+                crate::export::export_torchscript(
+                    &cfg,
+                    &a.checkpoint,
+                    a.classifier.as_deref(),
+                    out,
+                    &opts,
+                    device,
+                )?;
+                println!(
+                    "export: TorchScript written to {} (input (N, 3, {}, {}, {}) on {}, batch size free)",
+                    out.display(),
+                    a.frames,
+                    cfg.layout().num_joints,
+                    a.persons,
+                    device_name(device)
+                );
+            }
+            if let Some(out) = &a.safetensors {
+                crate::export::export_safetensors(
+                    &cfg,
+                    &a.checkpoint,
+                    a.classifier.as_deref(),
+                    out,
+                )?;
+                println!(
+                    "export: official-key safetensors written to {}",
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Bench(a) => {
+            let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
+            let device = setup(&cfg)?;
+            bench(&cfg, device, a.steps)
+        }
+    }
+}
+
+/// Threads and device from the config.
+fn setup(cfg: &Config) -> Result<tch::Device> {
+    set_threads(cfg.run.threads);
+    resolve_device(&cfg.run.device)
+}
+
+fn prepare(p: PrepareCmd) -> Result<()> {
+    use crate::data::prepare;
+    let progress = crate::progress::Progress::is_terminal();
+    let report = match p {
+        PrepareCmd::Ntu {
+            raw,
+            out,
+            benchmark,
+            dataset,
+            ignore,
+            frames,
+            skip_bad,
+        } => prepare::prepare_ntu(&prepare::PrepareNtuOpts {
+            raw,
+            out,
+            benchmark,
+            dataset,
+            ignore,
+            frames,
+            skip_bad,
+            progress,
+        })?,
+        PrepareCmd::Pku {
+            skeletons,
+            labels,
+            split,
+            out,
+            part,
+            frames,
+            skip_bad,
+        } => prepare::prepare_pku(&prepare::PreparePkuOpts {
+            skeletons,
+            labels,
+            split,
+            out,
+            part: part.to_string(),
+            frames,
+            skip_bad,
+            progress,
+        })?,
+        PrepareCmd::Npy {
+            train_data,
+            train_labels,
+            test_data,
+            test_labels,
+            out,
+            dataset,
+            benchmark,
+        } => prepare::prepare_npy(&prepare::PrepareNpyOpts {
+            train_data,
+            train_labels,
+            test_data,
+            test_labels,
+            out,
+            dataset,
+            benchmark,
+        })?,
+    };
+    println!(
+        "prepare: {} file(s), {} parsed, {} ignored, {} skipped; {} train / {} test samples in {:.1}s ({:.0} files/s)",
+        report.files,
+        report.parsed,
+        report.ignored,
+        report.skipped.len(),
+        report.train,
+        report.test,
+        report.seconds,
+        report.files_per_sec
+    );
+    for (file, why) in &report.skipped {
+        eprintln!("skipped {file}: {why}");
+    }
+    Ok(())
+}
+
+/// Generate the synthetic dataset into an HDF5 store.
+pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<()> {
+    let t0 = Instant::now();
+    let (train, test) = crate::data::synth::generate(opts);
+    let meta = StoreMeta::new(
+        "synthetic",
+        "default",
+        opts.classes,
+        opts.frames,
+        "pstl synth",
+    );
+    let to_split = |s: crate::data::synth::SynthSplit| SplitData {
+        x: s.x,
+        y: s.y,
+        names: s.names,
+    };
+    let (ntrain, ntest) = (train.y.len(), test.y.len());
+    write_store(out, &meta, &to_split(train), &to_split(test))
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "synth: {} classes, {ntrain} train / {ntest} test samples written to {} in {:.1}s",
+        opts.classes,
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `pstl pretrain`: data (synthetic if configured and missing), training, and the
+/// linear probe against a random-init encoder when `eval.after_pretrain` is set.
+pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Result<()> {
+    let run_dir = cfg.run.dir.join(&cfg.run.name);
+    crate::cli::prepare_run_dir(&run_dir, cfg)?;
+    let device = setup(cfg)?;
+    if !cfg.data.path.exists() {
+        if !cfg.data.synth.create_if_missing {
+            bail!(
+                "data.path {} does not exist: prepare a store with `pstl prepare` or `pstl synth`",
+                cfg.data.path.display()
+            );
+        }
+        let s = &cfg.data.synth;
+        write_synth(
+            &cfg.data.path,
+            &crate::data::synth::SynthOpts {
+                classes: s.classes,
+                train_per_class: s.train_per_class,
+                test_per_class: s.test_per_class,
+                seed: s.seed,
+                frames: crate::data::FRAMES,
+            },
+        )?;
+    }
+    eprintln!(
+        "pretrain: run {} on {} with {} thread(s), data {}",
+        run_dir.display(),
+        device_name(device),
+        tch::get_num_threads(),
+        cfg.data.path.display()
+    );
+    let report = pretrain(cfg, device, &run_dir, opts)?;
+    println!(
+        "pretrain: {} epoch(s) in {:.1}s, final loss {:.4}, encoder {}",
+        report.epochs_run,
+        report.seconds,
+        report.final_loss,
+        report.encoder.display()
+    );
+    if report.epochs_done < cfg.pretrain.epochs {
+        println!(
+            "pretrain: stopped after epoch {}; continue with --resume",
+            report.epochs_done
+        );
+        return Ok(());
+    }
+    if cfg.eval.after_pretrain {
+        let data = crate::eval::load_data(cfg)?;
+        let t0 = Instant::now();
+        let trained_out = EvalOutput::new(&run_dir.join("eval-linear"))?;
+        let trained =
+            crate::eval::linear_with_data(cfg, Some(&report.encoder), device, &trained_out, &data)?;
+        let random_out = EvalOutput::new(&run_dir.join("eval-linear-random-init"))?;
+        let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
+        let results = json!({
+            "linear_top1": trained["top1_last"],
+            "linear_top1_best": trained["top1_best"],
+            "random_init_linear_top1": random["top1_last"],
+            "random_init_linear_top1_best": random["top1_best"],
+            "final_loss": report.final_loss,
+            "pretrain_seconds": report.seconds,
+            "probe_seconds": t0.elapsed().as_secs_f64(),
+            "encoder": report.encoder.display().to_string(),
+        });
+        crate::io::atomic_write(
+            &run_dir.join("results.json"),
+            serde_json::to_string_pretty(&results)?.as_bytes(),
+        )?;
+        println!(
+            "linear probe top-1: PSTL {:.2}% vs random-init {:.2}% (results in {})",
+            trained["top1_last"].as_f64().unwrap_or(f64::NAN),
+            random["top1_last"].as_f64().unwrap_or(f64::NAN),
+            run_dir.join("results.json").display()
+        );
+    }
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
+    let cfg = crate::cli::resolve_config(&a.cfg, g)?;
+    let device = setup(&cfg)?;
+    let name = format!("{:?}", a.protocol).to_lowercase();
+    let dir: PathBuf = a
+        .out
+        .clone()
+        .unwrap_or_else(|| cfg.run.dir.join(&cfg.run.name).join(format!("eval-{name}")));
+    crate::cli::prepare_run_dir(&dir, &cfg)?;
+    let out = EvalOutput::new(&dir)?;
+    let ckpt = a.checkpoint.as_deref();
+    let v = match a.protocol {
+        Protocol::Linear => crate::eval::linear(&cfg, ckpt, device, &out)?,
+        Protocol::Knn => crate::eval::knn(&cfg, ckpt, device, &out)?,
+        Protocol::Finetune => crate::eval::finetune(&cfg, ckpt, device, &out)?,
+        Protocol::Semi => crate::eval::semi(&cfg, ckpt, device, &out)?,
+        Protocol::Transfer => crate::eval::transfer(&cfg, ckpt, device, &out)?,
+        Protocol::Robust => crate::eval::robust(&cfg, ckpt, a.classifier.as_deref(), device, &out)?,
+        Protocol::Ensemble => {
+            let weights = if a.weights.is_empty() {
+                cfg.eval.ensemble_weights.clone()
+            } else {
+                a.weights.clone()
+            };
+            crate::eval::ensemble(&cfg, &a.scores, &weights, &out)?
+        }
+    };
+    println!(
+        "eval {name}: {} (details in {})",
+        summary(&v),
+        dir.join("results.json").display()
+    );
+    Ok(())
+}
+
+/// The figures of a results object on one line.
+fn summary(v: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(obj) = v.as_object() {
+        for (k, val) in obj {
+            if k.starts_with("top") || k.starts_with("semi") || k == "linear" || k == "finetune" {
+                match val {
+                    serde_json::Value::Number(n) => {
+                        parts.push(format!("{k}={:.2}", n.as_f64().unwrap_or(f64::NAN)))
+                    }
+                    serde_json::Value::Object(o) => {
+                        if let Some(t) = o.get("top1_last").and_then(|x| x.as_f64()) {
+                            parts.push(format!("{k}.top1_last={t:.2}"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    parts.join(" ")
+}
+
+/// Pretraining throughput on random batches.
+fn bench(cfg: &Config, device: tch::Device, steps: usize) -> Result<()> {
+    let mut trainer = Trainer::new(cfg, device);
+    let b = cfg.pretrain.batch_size as i64;
+    let v = cfg.layout().num_joints as i64;
+    let x = tch::Tensor::randn([b, 3, 50, v, 2], (tch::Kind::Float, device));
+    for _ in 0..2 {
+        let _ = trainer.train_step(&x, 1e-3).total.double_value(&[]);
+    }
+    let t0 = Instant::now();
+    let mut last = None;
+    for _ in 0..steps {
+        last = Some(trainer.train_step(&x, 1e-3).total);
+    }
+    let loss = last.map(|l| l.double_value(&[])).unwrap_or(f64::NAN);
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "bench: {steps} steps of batch {b} on {} ({} threads, projector {}): {:.3} s/step, {:.1} samples/s (last loss {loss:.3})",
+        device_name(device),
+        tch::get_num_threads(),
+        cfg.model.projector_dim,
+        secs / steps.max(1) as f64,
+        (steps as f64 * b as f64) / secs
+    );
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Downstream evaluation (paper §4): linear probe, KNN, fine-tune, semi-supervised,
+//! transfer, the practical missing-joint evaluation (`robust`) and the 3-stream
+//! ensemble. Every protocol writes `results.json`, a per-epoch CSV where it trains,
+//! `scores.npy` (test logits), a confusion matrix and an accuracy curve, and prints
+//! a one-line summary. Test sets are always evaluated in eval mode, without
+//! augmentation and with a fixed seed for any random joint removal.
+
+mod protocols;
+
+pub use protocols::*;
+
+use crate::checkpoint;
+use crate::config::Config;
+use crate::data::store::Store;
+use crate::model::{init, Layout, StGcn};
+use crate::stream::Stream;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use tch::{nn, Device, Kind, Tensor};
+
+/// Both splits of a store as host tensors `(N, C, T, V, M)` and labels `(N,)`.
+pub struct EvalData {
+    /// Training inputs (joint stream, CPU).
+    pub train_x: Tensor,
+    /// Training labels (int64, CPU).
+    pub train_y: Tensor,
+    /// Test inputs.
+    pub test_x: Tensor,
+    /// Test labels.
+    pub test_y: Tensor,
+    /// Training sample names.
+    pub train_names: Vec<String>,
+    /// Number of classes.
+    pub num_classes: i64,
+}
+
+fn to_tensors(
+    split: crate::data::store::SplitData,
+    shape: [usize; 4],
+) -> (Tensor, Tensor, Vec<String>) {
+    let n = split.y.len() as i64;
+    let dims = [
+        n,
+        shape[0] as i64,
+        shape[1] as i64,
+        shape[2] as i64,
+        shape[3] as i64,
+    ];
+    (
+        Tensor::from_slice(&split.x).view(dims),
+        Tensor::from_slice(&split.y),
+        split.names,
+    )
+}
+
+/// Load both splits of the configured store.
+pub fn load_data(cfg: &Config) -> Result<EvalData> {
+    let store = Store::open(&cfg.data.path)
+        .with_context(|| format!("opening {}", cfg.data.path.display()))?;
+    let meta = store.meta().clone();
+    if meta.layout != cfg.model.layout {
+        bail!(
+            "{}: layout `{}` does not match model.layout `{}`",
+            cfg.data.path.display(),
+            meta.layout,
+            cfg.model.layout
+        );
+    }
+    let shape = meta.sample_shape();
+    let (train_x, train_y, train_names) = to_tensors(store.read_split("train")?, shape);
+    let (test_x, test_y, _) = to_tensors(store.read_split("test")?, shape);
+    if train_y.size()[0] == 0 || test_y.size()[0] == 0 {
+        bail!(
+            "{}: the train and test splits must both be non-empty",
+            cfg.data.path.display()
+        );
+    }
+    Ok(EvalData {
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        train_names,
+        num_classes: meta.num_classes as i64,
+    })
+}
+
+/// An encoder in its own VarStore, from a checkpoint or (when `None`) randomly
+/// initialised from `run.seed`.
+pub fn load_encoder(
+    cfg: &Config,
+    ckpt: Option<&Path>,
+    device: Device,
+) -> Result<(nn::VarStore, StGcn)> {
+    tch::manual_seed(cfg.run.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let enc = StGcn::new(vs.root(), &cfg.layout(), &cfg.encoder());
+    if let Some(path) = ckpt {
+        let state = checkpoint::encoder_state(path)?;
+        checkpoint::load_into(&vs, "", &state, path)?;
+    }
+    Ok((vs, enc))
+}
+
+/// Eval-mode features `(N, F)` on `device` for host inputs `x`, in batches.
+pub fn features(
+    enc: &StGcn,
+    x: &Tensor,
+    stream: Stream,
+    layout: &Layout,
+    drop: &[usize],
+    batch: usize,
+    device: Device,
+) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let n = x.size()[0];
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let len = (batch as i64).min(n - start);
+        let xb = stream.apply(&x.narrow(0, start, len).to_device(device), layout);
+        out.push(enc.forward_drop(&xb, drop, false));
+        start += len;
+    }
+    Tensor::cat(&out, 0)
+}
+
+/// Fraction (percent) of rows whose label is among the `k` highest logits.
+pub fn topk_accuracy(logits: &Tensor, y: &Tensor, k: i64) -> f64 {
+    let k = k.min(logits.size()[1]);
+    let (_, idx) = logits.topk(k, 1, true, true);
+    let hit = idx
+        .eq_tensor(&y.to_device(idx.device()).view([-1, 1]))
+        .any_dim(1, false);
+    100.0
+        * hit
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[])
+}
+
+/// The linear classifier `fc` of the downstream protocols (xavier-normal, bias 0).
+pub fn classifier(vs: &nn::VarStore, feature_dim: i64, classes: i64) -> nn::Linear {
+    init::linear_xavier(&(vs.root() / "fc"), feature_dim, classes)
+}
+
+/// Confusion matrix `classes x classes` (rows: true class).
+pub fn confusion(logits: &Tensor, y: &Tensor, classes: i64) -> Vec<Vec<u64>> {
+    let pred: Vec<i64> =
+        Vec::try_from(logits.argmax(1, false).to_device(Device::Cpu)).unwrap_or_default();
+    let truth: Vec<i64> = Vec::try_from(y.to_device(Device::Cpu)).unwrap_or_default();
+    let mut m = vec![vec![0u64; classes as usize]; classes as usize];
+    for (t, p) in truth.iter().zip(&pred) {
+        if let (Some(row), true) = (m.get_mut(*t as usize), *p >= 0 && *p < classes) {
+            row[*p as usize] += 1;
+        }
+    }
+    m
+}

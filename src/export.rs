@@ -1,0 +1,139 @@
+//! Interop with Python teams: traced TorchScript modules (features or class logits),
+//! safetensors with the official PyTorch state_dict keys, and `pstl embed`.
+//!
+//! Tracing fixes the frame count `T`, the person count `M` and the device of the
+//! example input; the batch dimension stays free. Export again with `--frames` /
+//! `--persons` for other shapes.
+
+use crate::config::Config;
+use crate::eval::{features, load_classifier, load_encoder};
+use crate::stream::Stream;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::{nn, nn::Module, CModule, Device, Kind, Tensor};
+
+/// Options of `pstl export`.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Frames of the traced input.
+    pub frames: i64,
+    /// Persons of the traced input.
+    pub persons: i64,
+    /// Stream the traced module expects raw joints for (motion/bone computed inside).
+    pub stream: Stream,
+}
+
+/// Trace the encoder (and an optional classifier) into a TorchScript file.
+pub fn export_torchscript(
+    cfg: &Config,
+    ckpt: &Path,
+    classifier: Option<&Path>,
+    out: &Path,
+    opts: &ExportOptions,
+    device: Device,
+) -> Result<()> {
+    let (enc_vs, enc) = load_encoder(cfg, Some(ckpt), device)?;
+    let fc_vs = nn::VarStore::new(device);
+    let fc = match classifier {
+        Some(p) => {
+            let (fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
+            if !enc_state.is_empty() {
+                crate::checkpoint::load_into(&enc_vs, "", &enc_state, p)?;
+            }
+            Some(fc)
+        }
+        None => None,
+    };
+    let layout = cfg.layout();
+    let v = layout.num_joints as i64;
+    let example = Tensor::randn([2, 3, opts.frames, v, opts.persons], (Kind::Float, device));
+    let _guard = tch::no_grad_guard();
+    let mut f = |inputs: &[Tensor]| {
+        let x = opts.stream.apply(&inputs[0], &layout);
+        let z = enc.forward_drop(&x, &[], false);
+        vec![match &fc {
+            Some(fc) => fc.forward(&z),
+            None => z,
+        }]
+    };
+    let module = CModule::create_by_tracing("PstlEncoder", "forward", &[example], &mut f)
+        .context("tracing the encoder")?;
+    crate::io::atomic_write_with(out, |tmp| {
+        module
+            .save(tmp)
+            .with_context(|| format!("saving {}", tmp.display()))
+    })
+}
+
+/// Write the encoder with exactly the official keys (and `fc.*` when a classifier is
+/// given, in a second file `<stem>.classifier.safetensors`).
+pub fn export_safetensors(
+    cfg: &Config,
+    ckpt: &Path,
+    classifier: Option<&Path>,
+    out: &Path,
+) -> Result<()> {
+    let (vs, _enc) = load_encoder(cfg, Some(ckpt), Device::Cpu)?;
+    let fc_vs = nn::VarStore::new(Device::Cpu);
+    if let Some(p) = classifier {
+        let (_fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
+        if !enc_state.is_empty() {
+            crate::checkpoint::load_into(&vs, "", &enc_state, p)?;
+        }
+    }
+    let tensors = crate::checkpoint::state_dict(&vs, "", "", 0);
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pstl-encoder".to_string());
+    crate::checkpoint::write_safetensors(out, &tensors, &meta)?;
+    if classifier.is_some() {
+        let fc_out = out.with_extension("classifier.safetensors");
+        crate::checkpoint::write_safetensors(
+            &fc_out,
+            &crate::checkpoint::state_dict(&fc_vs, "fc.", "fc.", 0),
+            &meta,
+        )?;
+        eprintln!("classifier written to {}", fc_out.display());
+    }
+    Ok(())
+}
+
+/// Eval-mode features `(N, F)` for an `.npy` input `(N, 3, T, V, M)`; joints in `drop`
+/// are removed as CSM does.
+pub fn embed(
+    cfg: &Config,
+    ckpt: &Path,
+    input: &Path,
+    output: &Path,
+    stream: Stream,
+    drop: &[usize],
+    batch: usize,
+    device: Device,
+) -> Result<()> {
+    let (data, shape) = crate::data::npy::read_npy_f32(input)
+        .with_context(|| format!("reading {}", input.display()))?;
+    let layout = cfg.layout();
+    if shape.len() != 5 || shape[1] != 3 || shape[3] != layout.num_joints {
+        bail!(
+            "{}: expected shape (N, 3, T, {}, M), got {shape:?}",
+            input.display(),
+            layout.num_joints
+        );
+    }
+    if let Some(&j) = drop.iter().find(|&&j| j >= layout.num_joints) {
+        bail!(
+            "--drop-joints: joint {j} does not exist (layout has {} joints)",
+            layout.num_joints
+        );
+    }
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let x = Tensor::from_slice(&data).view(dims.as_slice());
+    let (_vs, enc) = load_encoder(cfg, Some(ckpt), device)?;
+    let z = features(&enc, &x, stream, &layout, drop, batch, device)
+        .to_device(Device::Cpu)
+        .contiguous();
+    let out_shape: Vec<usize> = z.size().iter().map(|&d| d as usize).collect();
+    let flat: Vec<f32> = Vec::try_from(z.flatten(0, -1))?;
+    crate::data::npy::write_npy_f32(output, &flat, &out_shape)?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! pstl: self-supervised skeleton action representations with PSTL (Zhou et al.,
+//! "Self-supervised Action Representation Learning from Partial Spatio-Temporal
+//! Skeleton Sequences", AAAI 2023) on libtorch.
+//!
+//! The modules mirror the pipeline: [`data`] (parsers, HDF5 store, synthetic set) →
+//! [`augment`] / [`masking`] / [`stream`] (views) → [`model`] (ST-GCN, Barlow Twins) →
+//! [`train`] (pretraining) → [`eval`] (downstream protocols) → [`export`] (TorchScript,
+//! safetensors). [`config`] and [`cli`] hold the experiment files and the command line.
+
+pub mod augment;
+pub mod checkpoint;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod eval;
+pub mod export;
+pub mod io;
+pub mod masking;
+pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod progress;
+pub mod stream;
+pub mod train;

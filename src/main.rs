@@ -1,0 +1,8 @@
+//! `pstl`: the command-line entry point (see `pstl --help`).
+
+fn main() {
+    if let Err(e) = pstl::cli::main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,275 @@
+//! The ST-GCN encoder at 1/4 width used by PSTL (paper §3.1 and the authors'
+//! `net/st_gcn.py`), with in-encoder joint removal for central spatial masking (CSM,
+//! §3.3) and the practical missing-joint evaluation.
+//!
+//! VarStore paths equal the PyTorch state_dict keys of the official model (`A`,
+//! `data_bn.*`, `edge_importance.{i}`, `st_gcn_networks.{i}.gcn.conv.*`,
+//! `st_gcn_networks.{i}.tcn.{0,2,3}.*`, `st_gcn_networks.{i}.residual.{0,1}.*`).
+
+use super::graph::{Graph, Layout};
+use super::init;
+use tch::{nn, Kind, Tensor};
+
+/// Encoder hyperparameters (`[model]` of the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderConfig {
+    /// Input channels (xyz = 3).
+    pub in_channels: i64,
+    /// Width of the first blocks; the official 1/4-width model uses 16.
+    pub base_channels: i64,
+    /// Output feature dimension (256 in the paper).
+    pub feature_dim: i64,
+    /// Dropout of blocks 1-9 (block 0 has none), 0.5 officially.
+    pub dropout: f64,
+    /// Temporal kernel size (9).
+    pub temporal_kernel: i64,
+    /// Trainable edge-importance masks (ST-GCN's `edge_importance_weighting`).
+    pub edge_importance: bool,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        EncoderConfig {
+            in_channels: 3,
+            base_channels: 16,
+            feature_dim: 256,
+            dropout: 0.5,
+            temporal_kernel: 9,
+            edge_importance: true,
+        }
+    }
+}
+
+impl EncoderConfig {
+    /// `(in, out, stride, residual)` of the ten blocks.
+    pub fn blocks(&self) -> Vec<(i64, i64, i64, bool)> {
+        let c = self.base_channels;
+        vec![
+            (self.in_channels, c, 1, false),
+            (c, c, 1, true),
+            (c, c, 1, true),
+            (c, c, 1, true),
+            (c, 2 * c, 2, true),
+            (2 * c, 2 * c, 1, true),
+            (2 * c, 2 * c, 1, true),
+            (2 * c, 4 * c, 2, true),
+            (4 * c, 4 * c, 1, true),
+            (4 * c, self.feature_dim, 1, true),
+        ]
+    }
+}
+
+/// Residual branch of a block.
+#[derive(Debug)]
+enum Residual {
+    None,
+    Identity,
+    Conv { conv: nn::Conv2D, bn: nn::BatchNorm },
+}
+
+/// One spatial-temporal graph convolution block (`st_gcn_networks.{i}`).
+#[derive(Debug)]
+pub struct StGcnBlock {
+    gcn: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    tcn: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    dropout: f64,
+    residual: Residual,
+    out_channels: i64,
+}
+
+impl StGcnBlock {
+    /// Build block `p` = `st_gcn_networks.{i}`.
+    pub fn new(
+        p: nn::Path,
+        (cin, cout, stride, residual): (i64, i64, i64, bool),
+        kernel: i64,
+        dropout: f64,
+    ) -> Self {
+        let k = Graph::K as i64;
+        let gcn = init::conv2d(
+            &(&p / "gcn" / "conv"),
+            cin,
+            k * cout,
+            [1, 1],
+            [1, 1],
+            [0, 0],
+            true,
+        );
+        let tcn_p = &p / "tcn";
+        let bn1 = init::batch_norm2d(&(&tcn_p / "0"), cout);
+        let tcn = init::conv2d(
+            &(&tcn_p / "2"),
+            cout,
+            cout,
+            [kernel, 1],
+            [stride, 1],
+            [(kernel - 1) / 2, 0],
+            true,
+        );
+        let bn2 = init::batch_norm2d(&(&tcn_p / "3"), cout);
+        let residual = if !residual {
+            Residual::None
+        } else if cin == cout && stride == 1 {
+            Residual::Identity
+        } else {
+            let rp = &p / "residual";
+            Residual::Conv {
+                conv: init::conv2d(&(&rp / "0"), cin, cout, [1, 1], [stride, 1], [0, 0], true),
+                bn: init::batch_norm2d(&(&rp / "1"), cout),
+            }
+        };
+        StGcnBlock {
+            gcn,
+            bn1,
+            tcn,
+            bn2,
+            dropout,
+            residual,
+            out_channels: cout,
+        }
+    }
+
+    /// `x`: `(N, C, T, V)`; `a`: `(K, V, V)` already multiplied by edge importance.
+    pub fn forward(&self, x: &Tensor, a: &Tensor, train: bool) -> Tensor {
+        let res = match &self.residual {
+            Residual::None => None,
+            Residual::Identity => Some(x.shallow_clone()),
+            Residual::Conv { conv, bn } => Some(x.apply(conv).apply_t(bn, train)),
+        };
+        let (n, _c, t, v) = x.size4().expect("block input must be 4-d");
+        let k = a.size()[0];
+        let y = x.apply(&self.gcn).view([n, k, self.out_channels, t, v]);
+        let y = Tensor::einsum("nkctv,kvw->nctw", &[y, a.shallow_clone()], None::<i64>);
+        let y = y
+            .apply_t(&self.bn1, train)
+            .relu()
+            .apply(&self.tcn)
+            .apply_t(&self.bn2, train)
+            .dropout(self.dropout, train);
+        match res {
+            Some(r) => (y + r).relu(),
+            None => y.relu(),
+        }
+    }
+}
+
+/// The ST-GCN encoder: `(N, C, T, V, M)` -> `(N, feature_dim)`.
+#[derive(Debug)]
+pub struct StGcn {
+    /// The fixed adjacency stack (buffer `A`).
+    pub a: Tensor,
+    data_bn: nn::BatchNorm,
+    edge_importance: Vec<Tensor>,
+    blocks: Vec<StGcnBlock>,
+    num_joints: i64,
+    in_channels: i64,
+}
+
+impl StGcn {
+    /// Build the encoder under `p` (use the VarStore root, or `root / "encoder"`).
+    pub fn new(p: nn::Path, layout: &Layout, cfg: &EncoderConfig) -> Self {
+        let graph = Graph::spatial(layout);
+        let v = layout.num_joints as i64;
+        let k = Graph::K as i64;
+        let a = p.zeros_no_train("A", &[k, v, v]);
+        tch::no_grad(|| {
+            let src = Tensor::from_slice(&graph.a)
+                .view([k, v, v])
+                .to_device(a.device());
+            a.shallow_clone().copy_(&src);
+        });
+        let data_bn = init::batch_norm1d(&(&p / "data_bn"), cfg.in_channels * v);
+        let blocks_p = &p / "st_gcn_networks";
+        let blocks: Vec<StGcnBlock> = cfg
+            .blocks()
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let drop = if i == 0 { 0.0 } else { cfg.dropout };
+                StGcnBlock::new(&blocks_p / i, spec, cfg.temporal_kernel, drop)
+            })
+            .collect();
+        let ei_p = &p / "edge_importance";
+        let edge_importance = (0..blocks.len())
+            .map(|i| {
+                if cfg.edge_importance {
+                    ei_p.var(&i.to_string(), &[k, v, v], nn::Init::Const(1.0))
+                } else {
+                    Tensor::ones([k, v, v], (Kind::Float, p.device()))
+                }
+            })
+            .collect();
+        StGcn {
+            a,
+            data_bn,
+            edge_importance,
+            blocks,
+            num_joints: v,
+            in_channels: cfg.in_channels,
+        }
+    }
+
+    /// Encode `x` `(N, C, T, V, M)`, removing the joints in `drop` (duplicates allowed)
+    /// from the input after `data_bn` and from every adjacency, as CSM does.
+    pub fn forward_drop(&self, x: &Tensor, drop: &[usize], train: bool) -> Tensor {
+        let (n, c, t, v, m) = x.size5().expect("encoder input must be (N, C, T, V, M)");
+        assert_eq!(
+            v, self.num_joints,
+            "encoder built for {} joints, got {v}",
+            self.num_joints
+        );
+        assert_eq!(
+            c, self.in_channels,
+            "encoder built for {} channels, got {c}",
+            self.in_channels
+        );
+        let x = x
+            .permute([0, 4, 3, 1, 2])
+            .contiguous()
+            .view([n * m, v * c, t]);
+        let x = x.apply_t(&self.data_bn, train);
+        let mut x = x
+            .view([n, m, v, c, t])
+            .permute([0, 1, 3, 4, 2])
+            .contiguous()
+            .view([n * m, c, t, v]);
+        let keep = keep_index(v as usize, drop, x.device());
+        let a = match &keep {
+            Some(idx) => {
+                x = x.index_select(3, idx);
+                self.a.index_select(1, idx).index_select(2, idx)
+            }
+            None => self.a.shallow_clone(),
+        };
+        for (block, imp) in self.blocks.iter().zip(&self.edge_importance) {
+            let imp = match &keep {
+                Some(idx) => imp.index_select(1, idx).index_select(2, idx),
+                None => imp.shallow_clone(),
+            };
+            x = block.forward(&x, &(&a * imp), train);
+        }
+        // Global average over (T, V), then mean over persons.
+        let f = x.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+        f.view([n, m, -1]).mean_dim(1, false, Kind::Float)
+    }
+}
+
+impl nn::ModuleT for StGcn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_drop(x, &[], train)
+    }
+}
+
+/// Index tensor of the joints kept when `drop` is removed, or `None` when nothing is.
+pub fn keep_index(v: usize, drop: &[usize], device: tch::Device) -> Option<Tensor> {
+    if drop.is_empty() {
+        return None;
+    }
+    let keep: Vec<i64> = (0..v)
+        .filter(|j| !drop.contains(j))
+        .map(|j| j as i64)
+        .collect();
+    Some(Tensor::from_slice(&keep).to_device(device))
+}

@@ -1,0 +1,157 @@
+//! Adam with L2 weight decay, exactly `torch.optim.Adam`'s update, with its state held
+//! here (keyed by variable name) so checkpoints can save and restore it; tch's own
+//! optimiser cannot export its moments. Also the learning-rate schedules of the paper.
+
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use tch::Tensor;
+
+/// Adam state and hyperparameters.
+#[derive(Debug)]
+pub struct Adam {
+    /// `(beta1, beta2)`.
+    pub betas: (f64, f64),
+    /// Denominator epsilon.
+    pub eps: f64,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f64,
+    /// Number of updates taken.
+    pub step: i64,
+    params: Vec<(String, Tensor)>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+}
+
+impl Adam {
+    /// Adam over the trainable variables of a VarStore (sorted by name).
+    pub fn new(vs: &tch::nn::VarStore, weight_decay: f64) -> Self {
+        let mut params: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::from_params(params, weight_decay)
+    }
+
+    /// Adam over explicit named parameters.
+    pub fn from_params(params: Vec<(String, Tensor)>, weight_decay: f64) -> Self {
+        let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let exp_avg_sq = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        Adam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            params,
+            exp_avg,
+            exp_avg_sq,
+        }
+    }
+
+    /// Clear the gradients of all parameters.
+    pub fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.detach_();
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// One update with learning rate `lr` from the current gradients.
+    pub fn step(&mut self, lr: f64) {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let (b1, b2) = self.betas;
+        let bc1 = 1.0 - b1.powi(self.step as i32);
+        let bc2 = 1.0 - b2.powi(self.step as i32);
+        for ((_, p), (m, v)) in self
+            .params
+            .iter()
+            .zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq.iter_mut()))
+        {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let g = if self.weight_decay != 0.0 {
+                g + p * self.weight_decay
+            } else {
+                g
+            };
+            *m *= b1;
+            *m += &g * (1.0 - b1);
+            *v *= b2;
+            *v += &g * &g * (1.0 - b2);
+            let denom = v.sqrt() / bc2.sqrt() + self.eps;
+            let mut p = p.shallow_clone();
+            p -= &*m / denom * (lr / bc1);
+        }
+    }
+
+    /// Moments as named tensors (`optimizer.exp_avg.<var>`, `optimizer.exp_avg_sq.<var>`)
+    /// and the step count (`optimizer.step`).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("optimizer.step".to_string(), Tensor::from(self.step))];
+        for ((name, _), (m, v)) in self
+            .params
+            .iter()
+            .zip(self.exp_avg.iter().zip(&self.exp_avg_sq))
+        {
+            out.push((format!("optimizer.exp_avg.{name}"), m.shallow_clone()));
+            out.push((format!("optimizer.exp_avg_sq.{name}"), v.shallow_clone()));
+        }
+        out
+    }
+
+    /// Restore the state written by [`Adam::state`].
+    pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let Some(step) = state.get("optimizer.step") else {
+            bail!("checkpoint has no optimizer state")
+        };
+        self.step = step.int64_value(&[]);
+        for ((name, p), (m, v)) in self
+            .params
+            .iter()
+            .zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq.iter_mut()))
+        {
+            for (key, dst) in [
+                (format!("optimizer.exp_avg.{name}"), m),
+                (format!("optimizer.exp_avg_sq.{name}"), v),
+            ] {
+                let src = state
+                    .get(&key)
+                    .ok_or_else(|| anyhow::anyhow!("checkpoint lacks `{key}`"))?;
+                if src.size() != p.size() {
+                    bail!(
+                        "checkpoint `{key}` has shape {:?}, expected {:?}",
+                        src.size(),
+                        p.size()
+                    );
+                }
+                dst.copy_(&src.to_device(p.device()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The authors' schedule at (possibly fractional) epoch `e`: linear warm-up
+/// `lr * e / warmup` for `e < warmup`, then half-cosine to 0 at `epochs`.
+pub fn warmup_cosine(lr: f64, e: f64, warmup: usize, epochs: usize) -> f64 {
+    let w = warmup as f64;
+    if e < w {
+        lr * e / w
+    } else {
+        let span = (epochs as f64 - w).max(1.0);
+        lr * (1.0 + (std::f64::consts::PI * (e - w) / span).cos()) / 2.0
+    }
+}
+
+/// Cosine annealing from `lr` to 0 over `epochs` (downstream protocols).
+pub fn cosine(lr: f64, e: f64, epochs: usize) -> f64 {
+    lr * (1.0 + (std::f64::consts::PI * e / epochs.max(1) as f64).cos()) / 2.0
+}

@@ -1,0 +1,553 @@
+//! PSTL pretraining (paper §3, Algorithm 1): per step three views of a batch — anchor
+//! (augmentations only), MATM (motion-attention temporal masking) and CSM (central
+//! spatial masking) — one shared encoder and projector, and the loss
+//! `BT(anchor, MATM) + BT(anchor, CSM)`; Adam with warm-up + cosine; metrics, plots,
+//! atomic checkpoints and exact resume.
+//!
+//! A step is a function of (model, batch, step seed): [`pstl_losses`] builds the loss,
+//! [`Trainer::train_step`] applies it, so a gradient all-reduce can slot in between.
+//! Nothing in a step reads a value back to the host; losses are accumulated on the
+//! device and read only when a metrics row is logged.
+
+use crate::augment::augment;
+use crate::checkpoint;
+use crate::config::{Config, Schedule};
+use crate::data::loader::{BatchLoader, LoaderOptions};
+use crate::data::store::Store;
+use crate::masking::{csm_draw, matm};
+use crate::model::{bt_loss, BtLoss, Layout, Pstl};
+use crate::optim::{warmup_cosine, Adam};
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+/// The losses of one step, as device tensors.
+#[derive(Debug)]
+pub struct StepLosses {
+    /// `BT(anchor, MATM) + BT(anchor, CSM)`.
+    pub total: Tensor,
+    /// `BT(anchor, MATM)`.
+    pub matm: BtLoss,
+    /// `BT(anchor, CSM)`.
+    pub csm: BtLoss,
+}
+
+/// Seed of step `step` of a run seeded `seed` (SplitMix64 of the pair).
+pub fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(step)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Build the three views of joint batch `x` and return the PSTL losses.
+pub fn pstl_losses(
+    model: &Pstl,
+    x: &Tensor,
+    cfg: &Config,
+    layout: &Layout,
+    rng: &mut StdRng,
+    train: bool,
+) -> StepLosses {
+    let stream = cfg.data.stream;
+    let view = |rng: &mut StdRng| stream.apply(&augment(x, &cfg.augment, layout, rng), layout);
+    let anchor = view(rng);
+    let temporal = view(rng);
+    let temporal = if cfg.pretrain.mask_frame > 0 {
+        matm(&temporal, cfg.pretrain.mask_frame, rng)
+    } else {
+        temporal
+    };
+    let spatial = view(rng);
+    let drop = csm_draw(layout, cfg.pretrain.mask_joint, rng);
+
+    let z1 = model
+        .head
+        .embed(&model.encoder.forward_drop(&anchor, &[], train), train);
+    let z2 = model
+        .head
+        .embed(&model.encoder.forward_drop(&temporal, &[], train), train);
+    let z3 = model
+        .head
+        .embed(&model.encoder.forward_drop(&spatial, &drop, train), train);
+    let matm_loss = bt_loss(&z1, &z2, cfg.pretrain.lambda);
+    let csm_loss = bt_loss(&z1, &z3, cfg.pretrain.lambda);
+    StepLosses {
+        total: &matm_loss.total + &csm_loss.total,
+        matm: matm_loss,
+        csm: csm_loss,
+    }
+}
+
+/// Names of the files in a run directory.
+pub struct RunFiles {
+    /// The run directory.
+    pub dir: PathBuf,
+}
+
+impl RunFiles {
+    /// Latest checkpoint (full state, for resume).
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.join("checkpoint.safetensors")
+    }
+    /// Final encoder in official keys (what `eval`, `embed` and `export` take).
+    pub fn encoder(&self) -> PathBuf {
+        self.dir.join("encoder.safetensors")
+    }
+    /// Per-interval metrics.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.csv")
+    }
+    /// Loss curves.
+    pub fn loss_plot(&self) -> PathBuf {
+        self.dir.join("loss.png")
+    }
+}
+
+/// The pretraining state.
+pub struct Trainer {
+    /// Variables of encoder and projector.
+    pub vs: nn::VarStore,
+    /// The model.
+    pub model: Pstl,
+    /// Optimiser with its state.
+    pub adam: Adam,
+    /// The resolved config.
+    pub cfg: Config,
+    /// Skeleton layout.
+    pub layout: Layout,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimiser steps taken.
+    pub step: u64,
+}
+
+/// Outcome of a pretraining run.
+#[derive(Debug, Clone)]
+pub struct PretrainReport {
+    /// Loss of the last logged interval.
+    pub final_loss: f64,
+    /// Epochs trained in this invocation.
+    pub epochs_run: usize,
+    /// Epochs completed in total.
+    pub epochs_done: usize,
+    /// Wall time of this invocation, seconds.
+    pub seconds: f64,
+    /// Path of the final encoder.
+    pub encoder: PathBuf,
+}
+
+impl Trainer {
+    /// A fresh model on `device`, initialised from `run.seed`.
+    pub fn new(cfg: &Config, device: Device) -> Self {
+        tch::manual_seed(cfg.run.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let layout = cfg.layout();
+        let model = Pstl::new(&vs.root(), &layout, &cfg.encoder(), cfg.model.projector_dim);
+        let adam = Adam::new(&vs, cfg.pretrain.weight_decay);
+        Trainer {
+            vs,
+            model,
+            adam,
+            cfg: cfg.clone(),
+            layout,
+            epoch: 0,
+            step: 0,
+        }
+    }
+
+    /// Initialise the encoder from a weight file (ours, official `.pt` or safetensors).
+    pub fn init_encoder(&mut self, path: &Path) -> Result<()> {
+        let state = checkpoint::encoder_state(path)?;
+        checkpoint::load_into(&self.vs, "encoder.", &state, path)
+    }
+
+    /// One optimisation step on joint batch `x`; returns the (device) losses.
+    pub fn train_step(&mut self, x: &Tensor, lr: f64) -> StepLosses {
+        let seed = step_seed(self.cfg.run.seed, self.step);
+        tch::manual_seed(seed as i64);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let losses = pstl_losses(&self.model, x, &self.cfg, &self.layout, &mut rng, true);
+        self.adam.zero_grad();
+        losses.total.backward();
+        self.adam.step(lr);
+        self.step += 1;
+        losses
+    }
+
+    /// Learning rate at `epoch` + `frac` of an epoch.
+    pub fn lr_at(&self, epoch: usize, frac: f64) -> f64 {
+        let p = &self.cfg.pretrain;
+        let e = match p.schedule {
+            Schedule::Epoch => epoch as f64,
+            Schedule::Step => epoch as f64 + frac,
+        };
+        warmup_cosine(p.lr, e, p.warmup_epochs, p.epochs)
+    }
+
+    /// Save the full state atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors =
+            checkpoint::state_dict(&self.vs, "encoder.", "encoder.", self.step as i64);
+        tensors.extend(checkpoint::state_dict(
+            &self.vs,
+            "projector.",
+            "projector.",
+            self.step as i64,
+        ));
+        tensors.extend(self.adam.state());
+        let mut meta = BTreeMap::new();
+        meta.insert("format".into(), checkpoint::FORMAT.into());
+        meta.insert("version".into(), "1".into());
+        meta.insert("epoch".into(), self.epoch.to_string());
+        meta.insert("step".into(), self.step.to_string());
+        meta.insert("seed".into(), self.cfg.run.seed.to_string());
+        meta.insert("config".into(), self.cfg.to_toml());
+        checkpoint::write_safetensors(path, &tensors, &meta)
+    }
+
+    /// Save the encoder alone with the official keys (no prefix).
+    pub fn save_encoder(&self, path: &Path) -> Result<()> {
+        let tensors = checkpoint::state_dict(&self.vs, "encoder.", "", self.step as i64);
+        let mut meta = BTreeMap::new();
+        meta.insert("format".into(), "pstl-encoder".into());
+        meta.insert("epoch".into(), self.epoch.to_string());
+        meta.insert("config".into(), self.cfg.to_toml());
+        checkpoint::write_safetensors(path, &tensors, &meta)
+    }
+
+    /// Restore a state written by [`Trainer::save`].
+    pub fn resume(&mut self, path: &Path) -> Result<()> {
+        let (state, meta) = checkpoint::read_safetensors(path)?;
+        if meta.get("format").map(String::as_str) != Some(checkpoint::FORMAT) {
+            bail!("{}: not a pstl training checkpoint", path.display());
+        }
+        let strip = |prefix: &str| -> BTreeMap<String, Tensor> {
+            state
+                .iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix(prefix)
+                        .map(|s| (s.to_string(), v.shallow_clone()))
+                })
+                .collect()
+        };
+        checkpoint::load_into(&self.vs, "encoder.", &strip("encoder."), path)?;
+        checkpoint::load_into(&self.vs, "projector.", &strip("projector."), path)?;
+        self.adam
+            .load_state(&state)
+            .with_context(|| format!("{}: optimizer state", path.display()))?;
+        let field = |k: &str| -> Result<u64> {
+            meta.get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("{}: metadata `{k}` missing", path.display()))
+        };
+        self.epoch = field("epoch")? as usize;
+        self.step = field("step")?;
+        Ok(())
+    }
+}
+
+/// One metrics row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MetricsRow {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Global step after this interval.
+    pub step: u64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Mean total loss over the interval.
+    pub loss: f64,
+    /// Mean BT(anchor, MATM).
+    pub loss_matm: f64,
+    /// Mean BT(anchor, CSM).
+    pub loss_csm: f64,
+    /// Mean on-diagonal part (both losses).
+    pub on_diag: f64,
+    /// Mean off-diagonal part (both losses, before lambda).
+    pub off_diag: f64,
+    /// Throughput over the interval.
+    pub samples_per_s: f64,
+    /// Seconds since the start of this invocation.
+    pub seconds: f64,
+}
+
+/// Running sums of the losses, kept on the device until logged.
+struct Accum {
+    sums: Option<Tensor>,
+    steps: usize,
+    samples: usize,
+    since: Instant,
+}
+
+impl Accum {
+    fn new() -> Self {
+        Accum {
+            sums: None,
+            steps: 0,
+            samples: 0,
+            since: Instant::now(),
+        }
+    }
+    fn add(&mut self, l: &StepLosses, n: usize) {
+        let v = Tensor::stack(
+            &[
+                l.total.detach(),
+                l.matm.total.detach(),
+                l.csm.total.detach(),
+                (&l.matm.on_diag + &l.csm.on_diag).detach(),
+                (&l.matm.off_diag + &l.csm.off_diag).detach(),
+            ],
+            0,
+        );
+        self.sums = Some(match self.sums.take() {
+            Some(s) => s + v,
+            None => v,
+        });
+        self.steps += 1;
+        self.samples += n;
+    }
+    /// Read the means back (the only host synchronisation) and reset.
+    fn take(&mut self) -> Option<([f64; 5], f64)> {
+        let sums = self.sums.take()?;
+        let v: Vec<f64> =
+            Vec::<f64>::try_from(sums.to_kind(Kind::Double).to_device(Device::Cpu)).ok()?;
+        let n = self.steps.max(1) as f64;
+        let rate = self.samples as f64 / self.since.elapsed().as_secs_f64().max(1e-9);
+        *self = Accum::new();
+        Some(([v[0] / n, v[1] / n, v[2] / n, v[3] / n, v[4] / n], rate))
+    }
+}
+
+/// Copy a host batch to the device as `(N, C, T, V, M)` float.
+pub fn batch_tensor(x: &[f32], shape: [usize; 5], device: Device) -> Tensor {
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    Tensor::from_slice(x)
+        .view(dims.as_slice())
+        .to_device(device)
+}
+
+/// How a pretraining invocation starts and stops.
+#[derive(Debug, Clone, Default)]
+pub struct PretrainOptions {
+    /// Continue from the run directory's checkpoint when there is one.
+    pub resume: bool,
+    /// Initialise the encoder from this file (fresh runs only).
+    pub init: Option<PathBuf>,
+    /// Stop after this many epochs of this invocation (a scheduler time slice); a
+    /// later `--resume` continues to the same result as an uninterrupted run.
+    pub stop_after: Option<usize>,
+}
+
+/// Run (or resume) pretraining as configured; writes into `run_dir`.
+pub fn pretrain(
+    cfg: &Config,
+    device: Device,
+    run_dir: &Path,
+    opts: &PretrainOptions,
+) -> Result<PretrainReport> {
+    let (resume, init) = (opts.resume, opts.init.as_deref());
+    let files = RunFiles {
+        dir: run_dir.to_path_buf(),
+    };
+    let store = Store::open(&cfg.data.path)
+        .with_context(|| format!("opening data store {}", cfg.data.path.display()))?;
+    if store.meta().layout != cfg.model.layout {
+        bail!(
+            "{}: layout `{}` does not match model.layout `{}`",
+            cfg.data.path.display(),
+            store.meta().layout,
+            cfg.model.layout
+        );
+    }
+    let loader = BatchLoader::new(
+        &store,
+        "train",
+        LoaderOptions {
+            batch_size: cfg.pretrain.batch_size,
+            shuffle: true,
+            seed: cfg.run.seed,
+            drop_last: false,
+            prefetch: cfg.data.prefetch,
+            memory_budget_bytes: cfg.data.memory_budget_mb << 20,
+        },
+    )?;
+    let steps_per_epoch = loader.num_batches();
+    let mut trainer = Trainer::new(cfg, device);
+    let ckpt = files.checkpoint();
+    if ckpt.exists() && resume {
+        trainer.resume(&ckpt)?;
+        eprintln!(
+            "resumed from {} at epoch {} (step {})",
+            ckpt.display(),
+            trainer.epoch,
+            trainer.step
+        );
+    } else if let Some(init) = init {
+        trainer.init_encoder(init)?;
+        eprintln!("encoder initialised from {}", init.display());
+    }
+    let start = Instant::now();
+    let metrics_path = files.metrics();
+    let append = metrics_path.exists() && trainer.epoch > 0;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .open(&metrics_path)
+        .with_context(|| format!("opening {}", metrics_path.display()))?;
+    let mut csv = csv::WriterBuilder::new()
+        .has_headers(!append)
+        .from_writer(file);
+    let mut history = if append {
+        read_metrics(&metrics_path).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let first_epoch = trainer.epoch;
+    let mut final_loss = f64::NAN;
+    let last_epoch = match opts.stop_after {
+        Some(n) => (first_epoch + n).min(cfg.pretrain.epochs),
+        None => cfg.pretrain.epochs,
+    };
+    for epoch in first_epoch..last_epoch {
+        let mut bar = Progress::new(
+            &format!("epoch {}/{}", epoch + 1, cfg.pretrain.epochs),
+            steps_per_epoch as u64,
+        );
+        let mut acc = Accum::new();
+        let mut lr = trainer.lr_at(epoch, 0.0);
+        for (i, batch) in loader.epoch(epoch as u64).enumerate() {
+            let batch = batch?;
+            lr = trainer.lr_at(epoch, i as f64 / steps_per_epoch as f64);
+            let x = batch_tensor(&batch.x, batch.shape, device);
+            let losses = trainer.train_step(&x, lr);
+            acc.add(&losses, batch.shape[0]);
+            let last = i + 1 == steps_per_epoch;
+            if trainer.step % cfg.pretrain.log_every as u64 == 0 || last {
+                if let Some((m, rate)) = acc.take() {
+                    if !m.iter().all(|v| v.is_finite()) {
+                        bail!(
+                            "non-finite loss ({}) at epoch {} step {}; stopping. The last good checkpoint is {}",
+                            m[0],
+                            epoch,
+                            trainer.step,
+                            if ckpt.exists() { ckpt.display().to_string() } else { "none (no epoch finished)".into() }
+                        );
+                    }
+                    let row = MetricsRow {
+                        epoch,
+                        step: trainer.step,
+                        lr,
+                        loss: m[0],
+                        loss_matm: m[1],
+                        loss_csm: m[2],
+                        on_diag: m[3],
+                        off_diag: m[4],
+                        samples_per_s: rate,
+                        seconds: start.elapsed().as_secs_f64(),
+                    };
+                    csv.serialize(&row)?;
+                    csv.flush()?;
+                    bar.set_message(format!(
+                        "loss {:.3} lr {:.2e} {:.0} samples/s",
+                        m[0], lr, rate
+                    ));
+                    final_loss = m[0];
+                    history.push(row);
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish();
+        trainer.epoch = epoch + 1;
+        if !Progress::is_terminal() {
+            eprintln!(
+                "epoch {}/{}: loss {:.4} lr {:.3e}",
+                epoch + 1,
+                cfg.pretrain.epochs,
+                final_loss,
+                lr
+            );
+        }
+        plot_losses(&files.loss_plot(), &history);
+        if trainer.epoch % cfg.pretrain.checkpoint_every == 0 || trainer.epoch == last_epoch {
+            trainer.save(&ckpt)?;
+        }
+    }
+    trainer.save_encoder(&files.encoder())?;
+    let _ = std::io::stderr().flush();
+    Ok(PretrainReport {
+        final_loss,
+        epochs_run: last_epoch - first_epoch,
+        epochs_done: trainer.epoch,
+        seconds: start.elapsed().as_secs_f64(),
+        encoder: files.encoder(),
+    })
+}
+
+/// Read a metrics CSV back (for plots after resume).
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        epoch: usize,
+        step: u64,
+        lr: f64,
+        loss: f64,
+        loss_matm: f64,
+        loss_csm: f64,
+        on_diag: f64,
+        off_diag: f64,
+        samples_per_s: f64,
+        seconds: f64,
+    }
+    let mut r = csv::Reader::from_path(path)?;
+    let mut out = Vec::new();
+    for row in r.deserialize::<Row>() {
+        let r = row?;
+        out.push(MetricsRow {
+            epoch: r.epoch,
+            step: r.step,
+            lr: r.lr,
+            loss: r.loss,
+            loss_matm: r.loss_matm,
+            loss_csm: r.loss_csm,
+            on_diag: r.on_diag,
+            off_diag: r.off_diag,
+            samples_per_s: r.samples_per_s,
+            seconds: r.seconds,
+        });
+    }
+    Ok(out)
+}
+
+fn plot_losses(path: &Path, rows: &[MetricsRow]) {
+    let series = |name: &str, f: fn(&MetricsRow) -> f64| {
+        (
+            name.to_string(),
+            rows.iter()
+                .map(|r| (r.step as f64, f(r)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let all = [
+        series("loss", |r| r.loss),
+        series("BT(anchor, MATM)", |r| r.loss_matm),
+        series("BT(anchor, CSM)", |r| r.loss_csm),
+    ];
+    if let Err(e) =
+        crate::plot::line_plot(path, "PSTL pretraining loss", "step", "loss", &all, true)
+    {
+        eprintln!("warning: could not draw {}: {e:#}", path.display());
+    }
+}
