@@ -133,12 +133,59 @@ pub fn read_any(path: &Path) -> Result<(BTreeMap<String, Tensor>, BTreeMap<Strin
     }
     match path.extension().and_then(|e| e.to_str()) {
         Some("pt") | Some("pth") | Some("bin") | Some("tar") => {
-            let named = Tensor::loadz_multi(path)
-                .map_err(|e| anyhow!("{}: cannot read PyTorch state_dict: {e}", path.display()))?;
-            Ok((named.into_iter().collect(), BTreeMap::new()))
+            let mut out = BTreeMap::new();
+            for (name, t) in crate::torchpt::read_state_dict(path)? {
+                out.insert(name, from_pt(&t, path)?);
+            }
+            Ok((out, BTreeMap::new()))
         }
         _ => read_safetensors(path),
     }
+}
+
+fn from_pt(t: &crate::torchpt::PtTensor, path: &Path) -> Result<Tensor> {
+    use crate::torchpt::PtDtype as D;
+    let kind = match t.dtype {
+        D::F32 => Kind::Float,
+        D::F64 => Kind::Double,
+        D::F16 => Kind::Half,
+        D::BF16 => Kind::BFloat16,
+        D::I64 => Kind::Int64,
+        D::I32 => Kind::Int,
+        D::I16 => Kind::Int16,
+        D::I8 => Kind::Int8,
+        D::U8 => Kind::Uint8,
+        D::Bool => Kind::Bool,
+    };
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    Tensor::f_from_data_size(&t.data, &shape, kind)
+        .with_context(|| format!("{}: bad tensor", path.display()))
+}
+
+/// Write named tensors as a `torch.save`-compatible state_dict (an `OrderedDict`).
+pub fn write_torch_pt(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    use crate::torchpt::{PtDtype, PtTensor};
+    let pt: Vec<(String, PtTensor)> = tensors
+        .iter()
+        .map(|(k, t)| {
+            let h = to_host(t)?;
+            let dtype = match h.dtype {
+                Dtype::I64 => PtDtype::I64,
+                Dtype::I32 => PtDtype::I32,
+                _ => PtDtype::F32,
+            };
+            Ok((
+                k.clone(),
+                PtTensor {
+                    dtype,
+                    shape: h.shape,
+                    data: h.data,
+                },
+            ))
+        })
+        .collect::<Result<_>>()?;
+    crate::torchpt::write_state_dict(path, &pt)?;
+    Ok(())
 }
 
 /// The official encoder state_dict from any supported file: the keys under the prefix

@@ -261,6 +261,9 @@ pub struct ExportArgs {
     /// Write safetensors with the official PyTorch state_dict keys here.
     #[arg(long)]
     pub safetensors: Option<PathBuf>,
+    /// Write a `torch.save` state_dict (official keys) here, for `torch.load`.
+    #[arg(long)]
+    pub pt: Option<PathBuf>,
     /// Add a classifier (classifier.safetensors from `eval linear|finetune`): logits instead of features.
     #[arg(long)]
     pub classifier: Option<PathBuf>,

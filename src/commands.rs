@@ -59,8 +59,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            if a.torchscript.is_none() && a.safetensors.is_none() {
-                bail!("export: give --torchscript OUT.pt and/or --safetensors OUT.safetensors");
+            if a.torchscript.is_none() && a.safetensors.is_none() && a.pt.is_none() {
+                bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors and/or --pt OUT.pt");
             }
             if let Some(out) = &a.torchscript {
                 let opts = crate::export::ExportOptions {
@@ -94,6 +94,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 )?;
                 println!(
                     "export: official-key safetensors written to {}",
+                    out.display()
+                );
+            }
+            if let Some(out) = &a.pt {
+                crate::export::export_pt(&cfg, &a.checkpoint, a.classifier.as_deref(), out)?;
+                println!(
+                    "export: official-key torch.save state_dict written to {}",
                     out.display()
                 );
             }

@@ -33,8 +33,8 @@ pub fn export_torchscript(
     opts: &ExportOptions,
     device: Device,
 ) -> Result<()> {
-    let (enc_vs, enc) = load_encoder(cfg, Some(ckpt), device)?;
-    let fc_vs = nn::VarStore::new(device);
+    let (mut enc_vs, enc) = load_encoder(cfg, Some(ckpt), device)?;
+    let mut fc_vs = nn::VarStore::new(device);
     let fc = match classifier {
         Some(p) => {
             let (fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
@@ -45,6 +45,9 @@ pub fn export_torchscript(
         }
         None => None,
     };
+    // Traced weights become constants of the module: they must not require grad.
+    enc_vs.freeze();
+    fc_vs.freeze();
     let layout = cfg.layout();
     let v = layout.num_joints as i64;
     let example = Tensor::randn([2, 3, opts.frames, v, opts.persons], (Kind::Float, device));
@@ -64,6 +67,29 @@ pub fn export_torchscript(
             .save(tmp)
             .with_context(|| format!("saving {}", tmp.display()))
     })
+}
+
+/// Write the encoder with exactly the official keys as a `torch.save` state_dict
+/// (`torch.load(path, weights_only=True)` gives an `OrderedDict`).
+pub fn export_pt(cfg: &Config, ckpt: &Path, classifier: Option<&Path>, out: &Path) -> Result<()> {
+    let (vs, _enc) = load_encoder(cfg, Some(ckpt), Device::Cpu)?;
+    let fc_vs = nn::VarStore::new(Device::Cpu);
+    if let Some(p) = classifier {
+        let (_fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
+        if !enc_state.is_empty() {
+            crate::checkpoint::load_into(&vs, "", &enc_state, p)?;
+        }
+    }
+    crate::checkpoint::write_torch_pt(out, &crate::checkpoint::state_dict(&vs, "", "", 0))?;
+    if classifier.is_some() {
+        let fc_out = out.with_extension("classifier.pt");
+        crate::checkpoint::write_torch_pt(
+            &fc_out,
+            &crate::checkpoint::state_dict(&fc_vs, "fc.", "fc.", 0),
+        )?;
+        eprintln!("classifier written to {}", fc_out.display());
+    }
+    Ok(())
 }
 
 /// Write the encoder with exactly the official keys (and `fc.*` when a classifier is

@@ -23,4 +23,5 @@ pub mod optim;
 pub mod plot;
 pub mod progress;
 pub mod stream;
+pub mod torchpt;
 pub mod train;

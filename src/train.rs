@@ -359,6 +359,7 @@ pub fn pretrain(
     let files = RunFiles {
         dir: run_dir.to_path_buf(),
     };
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let store = Store::open(&cfg.data.path)
         .with_context(|| format!("opening data store {}", cfg.data.path.display()))?;
     if store.meta().layout != cfg.model.layout {

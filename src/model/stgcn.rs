@@ -138,9 +138,10 @@ impl StGcnBlock {
             Residual::Identity => Some(x.shallow_clone()),
             Residual::Conv { conv, bn } => Some(x.apply(conv).apply_t(bn, train)),
         };
-        let (n, _c, t, v) = x.size4().expect("block input must be 4-d");
+        // -1 for the batch: a traced module keeps its batch size free.
+        let (_n, _c, t, v) = x.size4().expect("block input must be 4-d");
         let k = a.size()[0];
-        let y = x.apply(&self.gcn).view([n, k, self.out_channels, t, v]);
+        let y = x.apply(&self.gcn).view([-1, k, self.out_channels, t, v]);
         let y = Tensor::einsum("nkctv,kvw->nctw", &[y, a.shallow_clone()], None::<i64>);
         let y = y
             .apply_t(&self.bn1, train)
@@ -214,7 +215,7 @@ impl StGcn {
     /// Encode `x` `(N, C, T, V, M)`, removing the joints in `drop` (duplicates allowed)
     /// from the input after `data_bn` and from every adjacency, as CSM does.
     pub fn forward_drop(&self, x: &Tensor, drop: &[usize], train: bool) -> Tensor {
-        let (n, c, t, v, m) = x.size5().expect("encoder input must be (N, C, T, V, M)");
+        let (_n, c, t, v, m) = x.size5().expect("encoder input must be (N, C, T, V, M)");
         assert_eq!(
             v, self.num_joints,
             "encoder built for {} joints, got {v}",
@@ -225,16 +226,13 @@ impl StGcn {
             "encoder built for {} channels, got {c}",
             self.in_channels
         );
-        let x = x
-            .permute([0, 4, 3, 1, 2])
-            .contiguous()
-            .view([n * m, v * c, t]);
+        let x = x.permute([0, 4, 3, 1, 2]).contiguous().view([-1, v * c, t]);
         let x = x.apply_t(&self.data_bn, train);
         let mut x = x
-            .view([n, m, v, c, t])
+            .view([-1, m, v, c, t])
             .permute([0, 1, 3, 4, 2])
             .contiguous()
-            .view([n * m, c, t, v]);
+            .view([-1, c, t, v]);
         let keep = keep_index(v as usize, drop, x.device());
         let a = match &keep {
             Some(idx) => {
@@ -252,7 +250,7 @@ impl StGcn {
         }
         // Global average over (T, V), then mean over persons.
         let f = x.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
-        f.view([n, m, -1]).mean_dim(1, false, Kind::Float)
+        f.view([-1, m, f.size()[1]]).mean_dim(1, false, Kind::Float)
     }
 }
 

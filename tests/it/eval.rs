@@ -21,8 +21,10 @@ fn supervised_finetune_reaches_high_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let store = tiny_store(dir.path(), 4, 24, 8);
     let mut cfg = tiny_config(&store, dir.path(), "ft");
-    cfg.eval.finetune_epochs = 12;
+    cfg.eval.finetune_epochs = 20;
     cfg.eval.finetune_lr = 0.01;
+    cfg.model.base_channels = 8;
+    cfg.model.feature_dim = 64;
     cfg.model.dropout = 0.0;
     let out = EvalOutput::new(&dir.path().join("ft")).unwrap();
     let v = eval::finetune(&cfg, None, Device::Cpu, &out).unwrap();
@@ -49,9 +51,18 @@ fn linear_knn_robust_and_ensemble() {
     let dir = tempfile::tempdir().unwrap();
     let store = tiny_store(dir.path(), 4, 16, 8);
     let cfg = tiny_config(&store, dir.path(), "ev");
-    // A (random-init, seeded) encoder is enough to check the plumbing and chance.
+    // A briefly pretrained encoder (a random-init one in eval mode maps every sample
+    // to nearly the same feature, so its probe sits at chance).
+    let rep = pstl::train::pretrain(
+        &cfg,
+        Device::Cpu,
+        &dir.path().join("ev"),
+        &Default::default(),
+    )
+    .unwrap();
+    let enc = Some(rep.encoder.as_path());
     let lin_out = EvalOutput::new(&dir.path().join("linear")).unwrap();
-    let lin = eval::linear(&cfg, None, Device::Cpu, &lin_out).unwrap();
+    let lin = eval::linear(&cfg, enc, Device::Cpu, &lin_out).unwrap();
     let top1 = lin["top1_last"].as_f64().unwrap();
     assert!(top1 > chance(4), "linear probe {top1}% is not above chance");
     assert_eq!(lin["features_cached"], true);
@@ -71,7 +82,7 @@ fn linear_knn_robust_and_ensemble() {
     assert!(scores.iter().all(|v| v.is_finite()));
 
     let knn_out = EvalOutput::new(&dir.path().join("knn")).unwrap();
-    let knn = eval::knn(&cfg, None, Device::Cpu, &knn_out).unwrap();
+    let knn = eval::knn(&cfg, enc, Device::Cpu, &knn_out).unwrap();
     for k in [1, 10, 20] {
         let a = knn[format!("top1_k{k}")].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&a));
@@ -82,7 +93,7 @@ fn linear_knn_robust_and_ensemble() {
     let rob_out = EvalOutput::new(&dir.path().join("robust")).unwrap();
     let rob = eval::robust(
         &cfg,
-        None,
+        enc,
         Some(&lin_out.dir.join("classifier.safetensors")),
         Device::Cpu,
         &rob_out,

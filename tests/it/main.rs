@@ -10,4 +10,5 @@ mod interop;
 mod model;
 mod plot;
 mod synth;
+mod torchpt;
 mod train;

@@ -1,0 +1,1596 @@
+//! Pure-Rust reading and writing of PyTorch `torch.save(state_dict)` files.
+//!
+//! Since PyTorch 1.6, `torch.save` writes a zip archive: `<prefix>/data.pkl` (a pickle
+//! whose tensors are `torch._utils._rebuild_tensor_v2(...)` calls referring to storages
+//! by *persistent id*), one raw little-endian record `<prefix>/data/<key>` per storage,
+//! plus `<prefix>/byteorder` and `<prefix>/version`. libtorch's C++ `pickle_load` (what
+//! tch's `Tensor::loadz_multi` uses) cannot read the `collections.OrderedDict` that
+//! `torch.save(model.state_dict())` produces ("Expected GenericDict but got None"), and
+//! that is exactly how the PSTL authors' checkpoints are saved. This module therefore
+//! reads and writes such files without libtorch:
+//!
+//! * [`read_state_dict`] opens the zip (crate `zip`), runs a small pickle virtual machine
+//!   that understands the opcodes `torch.save` emits (protocol 2, and the protocol 3–5
+//!   framing opcodes), and accepts only a (possibly ordered) `dict` of tensors: any other
+//!   callable — e.g. a pickled `nn.Module` — is rejected, so nothing is ever executed.
+//!   Strided views and storage offsets are gathered into contiguous buffers; tensors that
+//!   share a storage each get their own copy.
+//! * [`write_state_dict`] writes the zip by hand (stored entries, every record 64-byte
+//!   aligned like torch's own writer) holding an `OrderedDict` of `_rebuild_tensor_v2`
+//!   calls, which `torch.load(path, weights_only=True)` accepts. The file appears
+//!   atomically (temporary name in the same folder, then rename).
+//!
+//! Tensor data is always contiguous, C order, little-endian ([`PtTensor`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Element type of a tensor (the dtypes a state_dict of this project can hold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PtDtype {
+    F32,
+    F64,
+    F16,
+    BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+}
+
+impl PtDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            PtDtype::F64 | PtDtype::I64 => 8,
+            PtDtype::F32 | PtDtype::I32 => 4,
+            PtDtype::F16 | PtDtype::BF16 | PtDtype::I16 => 2,
+            PtDtype::I8 | PtDtype::U8 | PtDtype::Bool => 1,
+        }
+    }
+
+    /// The legacy typed-storage class torch pickles for this dtype (`torch.<name>`).
+    fn storage_name(self) -> &'static str {
+        match self {
+            PtDtype::F32 => "FloatStorage",
+            PtDtype::F64 => "DoubleStorage",
+            PtDtype::F16 => "HalfStorage",
+            PtDtype::BF16 => "BFloat16Storage",
+            PtDtype::I64 => "LongStorage",
+            PtDtype::I32 => "IntStorage",
+            PtDtype::I16 => "ShortStorage",
+            PtDtype::I8 => "CharStorage",
+            PtDtype::U8 => "ByteStorage",
+            PtDtype::Bool => "BoolStorage",
+        }
+    }
+
+    fn from_storage_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "FloatStorage" => PtDtype::F32,
+            "DoubleStorage" => PtDtype::F64,
+            "HalfStorage" => PtDtype::F16,
+            "BFloat16Storage" => PtDtype::BF16,
+            "LongStorage" => PtDtype::I64,
+            "IntStorage" => PtDtype::I32,
+            "ShortStorage" => PtDtype::I16,
+            "CharStorage" => PtDtype::I8,
+            "ByteStorage" | "UntypedStorage" | "_UntypedStorage" => PtDtype::U8,
+            "BoolStorage" => PtDtype::Bool,
+            _ => return None,
+        })
+    }
+
+    /// A `torch.<name>` dtype global (as pickled for `_rebuild_tensor_v3`).
+    fn from_torch_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "float32" | "float" => PtDtype::F32,
+            "float64" | "double" => PtDtype::F64,
+            "float16" | "half" => PtDtype::F16,
+            "bfloat16" => PtDtype::BF16,
+            "int64" | "long" => PtDtype::I64,
+            "int32" | "int" => PtDtype::I32,
+            "int16" | "short" => PtDtype::I16,
+            "int8" => PtDtype::I8,
+            "uint8" => PtDtype::U8,
+            "bool" => PtDtype::Bool,
+            _ => return None,
+        })
+    }
+
+    fn torch_name(self) -> &'static str {
+        match self {
+            PtDtype::F32 => "float32",
+            PtDtype::F64 => "float64",
+            PtDtype::F16 => "float16",
+            PtDtype::BF16 => "bfloat16",
+            PtDtype::I64 => "int64",
+            PtDtype::I32 => "int32",
+            PtDtype::I16 => "int16",
+            PtDtype::I8 => "int8",
+            PtDtype::U8 => "uint8",
+            PtDtype::Bool => "bool",
+        }
+    }
+}
+
+impl fmt::Display for PtDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "torch.{}", self.torch_name())
+    }
+}
+
+/// A dense tensor: `data` is contiguous, C order, little-endian, exactly
+/// `numel * dtype.size()` bytes (`numel` = product of `shape`, 1 for a 0-d tensor).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PtTensor {
+    pub dtype: PtDtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+impl PtTensor {
+    /// Number of elements (`None` on overflow).
+    pub fn numel(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+    }
+}
+
+/// Errors of [`read_state_dict`] / [`write_state_dict`]; each names the file.
+#[derive(thiserror::Error, Debug)]
+pub enum PtError {
+    /// An operating-system error while reading or writing the file.
+    #[error("{}: {what}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not a (readable) zip archive, or a record could not be extracted.
+    #[error("{}: {detail}", path.display())]
+    Zip { path: PathBuf, detail: String },
+    /// `data.pkl` holds something this reader does not understand or accept.
+    #[error("{}: {record} byte {offset}: {detail}", path.display())]
+    Pickle {
+        path: PathBuf,
+        record: String,
+        offset: usize,
+        detail: String,
+    },
+    /// The archive is structurally wrong (missing record, tensor out of its storage, ...).
+    #[error("{}: {detail}", path.display())]
+    Format { path: PathBuf, detail: String },
+    /// [`write_state_dict`] was given tensors it cannot write.
+    #[error("cannot write {}: {detail}", path.display())]
+    Invalid { path: PathBuf, detail: String },
+}
+
+// ---------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------
+
+/// Reads a `torch.save` zip archive holding a `dict` / `collections.OrderedDict` of
+/// tensors (a state_dict). Returns the entries in file order.
+pub fn read_state_dict(path: &Path) -> Result<Vec<(String, PtTensor)>, PtError> {
+    let zip_err = |detail: String| PtError::Zip {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let format_err = |detail: String| PtError::Format {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut file = File::open(path).map_err(|source| PtError::Io {
+        path: path.to_path_buf(),
+        what: "cannot open",
+        source,
+    })?;
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut file, &mut magic).map_err(|source| PtError::Io {
+        path: path.to_path_buf(),
+        what: "cannot read",
+        source,
+    })?;
+    if got < 4 || &magic != b"PK\x03\x04" {
+        let detail = if got >= 1 && magic[0] == 0x80 {
+            "a bare pickle, not a zip archive (legacy pre-1.6 torch.save format, or \
+             `_use_new_zipfile_serialization=False`); re-save it with a current PyTorch"
+        } else {
+            "not a zip archive (expected a PyTorch >= 1.6 torch.save file)"
+        };
+        return Err(zip_err(detail.to_string()));
+    }
+    let mut archive = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))?;
+
+    // Like torch's reader: the archive's top folder is the first record's.
+    let first = archive
+        .by_index(0)
+        .map_err(|e| zip_err(format!("cannot read the first zip record: {e}")))?
+        .name()
+        .to_string();
+    let prefix = match first.split_once('/') {
+        Some((p, _)) if !p.is_empty() => p.to_string(),
+        _ => {
+            return Err(format_err(format!(
+                "zip record '{first}' is not inside a top folder: not a torch.save archive"
+            )))
+        }
+    };
+
+    if let Some(order) = read_record_opt(&mut archive, &format!("{prefix}/byteorder"), path)? {
+        match order.as_slice() {
+            b"little" => {}
+            b"big" => {
+                return Err(format_err(format!(
+                    "'{prefix}/byteorder' is 'big': big-endian archives are not supported"
+                )))
+            }
+            other => {
+                return Err(format_err(format!(
+                    "'{prefix}/byteorder' holds unknown byte order {:?}",
+                    String::from_utf8_lossy(other)
+                )))
+            }
+        }
+    }
+
+    let pkl_name = format!("{prefix}/data.pkl");
+    let pkl = read_record_opt(&mut archive, &pkl_name, path)?
+        .ok_or_else(|| format_err(format!("no '{pkl_name}' record: not a torch.save archive")))?;
+
+    let root = Unpickler::new(&pkl)
+        .run()
+        .map_err(|(offset, detail)| PtError::Pickle {
+            path: path.to_path_buf(),
+            record: pkl_name.clone(),
+            offset,
+            detail,
+        })?;
+
+    let entries = match root {
+        Value::Dict(items, _) => items,
+        other => {
+            return Err(format_err(format!(
+                "'{pkl_name}' holds {}, expected a state_dict (a dict or OrderedDict of tensors)",
+                other.describe()
+            )))
+        }
+    };
+
+    let mut tensors = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let name = match key {
+            Value::Str(s) => s,
+            other => {
+                return Err(format_err(format!(
+                    "state_dict key {} is not a string",
+                    other.describe()
+                )))
+            }
+        };
+        match value {
+            Value::Tensor(t) => tensors.push((name, t)),
+            other => {
+                return Err(format_err(format!(
+                    "state_dict entry '{name}' is {}, not a tensor",
+                    other.describe()
+                )))
+            }
+        }
+    }
+
+    // Storages are read once, kept while later tensors still view them, and handed over
+    // without a copy to their last tensor when that one covers them contiguously.
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for (_, t) in &tensors {
+        *uses.entry(t.storage.key.clone()).or_default() += 1;
+    }
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut out = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let key = &t.storage.key;
+        let record = format!("{prefix}/data/{key}");
+        if !storages.contains_key(key) {
+            let bytes = read_record_opt(&mut archive, &record, path)?.ok_or_else(|| {
+                format_err(format!(
+                    "missing storage '{record}' (needed by tensor '{name}')"
+                ))
+            })?;
+            let declared = t
+                .storage
+                .numel
+                .saturating_mul(t.storage.dtype.size() as u64);
+            if (bytes.len() as u64) < declared {
+                return Err(format_err(format!(
+                    "storage '{record}' holds {} bytes but data.pkl declares {} elements of {} \
+                     ({declared} bytes)",
+                    bytes.len(),
+                    t.storage.numel,
+                    t.storage.dtype
+                )));
+            }
+            storages.insert(key.clone(), bytes);
+        }
+        let last_use = match uses.get_mut(key) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => true,
+        };
+        let gathered = if last_use {
+            let bytes = storages.remove(key).unwrap_or_default();
+            gather_owned(&t, bytes)
+        } else {
+            let bytes = storages.get(key).map(Vec::as_slice).unwrap_or_default();
+            gather(&t, bytes)
+        };
+        let data = gathered
+            .map_err(|d| format_err(format!("tensor '{name}' (storage '{record}'): {d}")))?;
+        let TensorRef { dtype, size, .. } = *t;
+        out.push((
+            name,
+            PtTensor {
+                dtype,
+                shape: size,
+                data,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads as many bytes as are available into `buf` (stops early only at end of file).
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The bytes of zip record `name`, `None` when the archive has no such record.
+fn read_record_opt<R: Read + io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+    path: &Path,
+) -> Result<Option<Vec<u8>>, PtError> {
+    let zip_err = |detail: String| PtError::Zip {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut entry = match archive.by_name(name) {
+        Ok(e) => e,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(zip_err(format!("cannot open record '{name}': {e}"))),
+    };
+    let size = usize::try_from(entry.size())
+        .map_err(|_| zip_err(format!("record '{name}' is too large")))?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size).map_err(|_| {
+        zip_err(format!(
+            "record '{name}' ({size} bytes) does not fit in memory"
+        ))
+    })?;
+    entry
+        .read_to_end(&mut buf)
+        .map_err(|e| zip_err(format!("cannot read record '{name}': {e}")))?;
+    Ok(Some(buf))
+}
+
+/// Whether the view's strides are C-contiguous (size-1 dims may have any stride).
+fn is_contiguous(t: &TensorRef) -> bool {
+    let mut expect = 1usize;
+    for (&n, &s) in t.size.iter().zip(&t.stride).rev() {
+        if n != 1 && s != expect {
+            return false;
+        }
+        expect = expect.saturating_mul(n);
+    }
+    true
+}
+
+/// [`gather`] for the last view of a storage: a contiguous view starting at the
+/// storage's beginning takes over its buffer instead of copying it.
+fn gather_owned(t: &TensorRef, mut storage: Vec<u8>) -> Result<Vec<u8>, String> {
+    let bytes = t
+        .size
+        .iter()
+        .try_fold(t.dtype.size(), |n, &d| n.checked_mul(d));
+    match bytes {
+        Some(n) if t.offset == 0 && n <= storage.len() && is_contiguous(t) => {
+            storage.truncate(n);
+            Ok(storage)
+        }
+        _ => gather(t, &storage),
+    }
+}
+
+/// Copies the (possibly strided, offset) view `t` of `storage` into a contiguous buffer.
+fn gather(t: &TensorRef, storage: &[u8]) -> Result<Vec<u8>, String> {
+    let elem = t.dtype.size();
+    let numel = t
+        .size
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or("element count overflows")?;
+    if numel == 0 {
+        return Ok(Vec::new());
+    }
+    // Index of the last element addressed by the view.
+    let mut last = t.offset;
+    for (&n, &s) in t.size.iter().zip(&t.stride) {
+        last = (n - 1)
+            .checked_mul(s)
+            .and_then(|x| x.checked_add(last))
+            .ok_or("view extent overflows")?;
+    }
+    let end = last
+        .checked_add(1)
+        .and_then(|x| x.checked_mul(elem))
+        .ok_or("view extent overflows")?;
+    if end > storage.len() {
+        return Err(format!(
+            "view (offset {}, size {:?}, stride {:?}) needs {end} bytes but the storage holds {}",
+            t.offset,
+            t.size,
+            t.stride,
+            storage.len()
+        ));
+    }
+    let total = numel.checked_mul(elem).ok_or("byte count overflows")?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(total)
+        .map_err(|_| format!("{total} bytes do not fit in memory"))?;
+
+    let contiguous = is_contiguous(t);
+    let slice = |from: usize, len: usize| -> Result<&[u8], String> {
+        from.checked_mul(elem)
+            .and_then(|a| Some((a, a.checked_add(len.checked_mul(elem)?)?)))
+            .and_then(|(a, b)| storage.get(a..b))
+            .ok_or_else(|| "view outside its storage".to_string())
+    };
+    if contiguous {
+        out.extend_from_slice(slice(t.offset, numel)?);
+        return Ok(out);
+    }
+
+    // General case: walk the outer dims, copy the innermost dim (a run when stride 1).
+    let nd = t.size.len(); // >= 1 here: a 0-d view is always contiguous
+    let inner = t.size[nd - 1];
+    let inner_stride = t.stride[nd - 1];
+    let mut idx = vec![0usize; nd - 1];
+    for _ in 0..numel / inner {
+        let base = idx
+            .iter()
+            .zip(&t.stride)
+            .fold(t.offset, |b, (&i, &s)| b + i * s);
+        if inner_stride == 1 {
+            out.extend_from_slice(slice(base, inner)?);
+        } else {
+            for j in 0..inner {
+                out.extend_from_slice(slice(base + j * inner_stride, 1)?);
+            }
+        }
+        for d in (0..nd - 1).rev() {
+            idx[d] += 1;
+            if idx[d] < t.size[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------
+// The pickle virtual machine
+// ---------------------------------------------------------------------------------
+
+/// Deepest container nesting accepted (guards the recursive drop of values).
+const MAX_DEPTH: u32 = 512;
+
+/// A storage referenced by a persistent id.
+#[derive(Clone, Debug, PartialEq)]
+struct StorageRef {
+    key: String,
+    dtype: PtDtype,
+    numel: u64,
+}
+
+/// A tensor as described by data.pkl (its data is still in the storage record).
+#[derive(Clone, Debug, PartialEq)]
+struct TensorRef {
+    storage: StorageRef,
+    dtype: PtDtype,
+    offset: usize,
+    size: Vec<usize>,
+    stride: Vec<usize>,
+}
+
+/// Python values the state_dict pickles use. Containers carry their nesting depth.
+#[derive(Clone, Debug, PartialEq)]
+enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    Global(String, String),
+    Tuple(Vec<Value>, u32),
+    List(Vec<Value>, u32),
+    Dict(Vec<(Value, Value)>, u32),
+    Storage(StorageRef),
+    Tensor(Box<TensorRef>),
+}
+
+impl Value {
+    fn depth(&self) -> u32 {
+        match self {
+            Value::Tuple(_, d) | Value::List(_, d) | Value::Dict(_, d) => *d,
+            _ => 0,
+        }
+    }
+
+    fn tuple(items: Vec<Value>) -> Result<Value, String> {
+        let d = items.iter().map(Value::depth).max().unwrap_or(0) + 1;
+        check_depth(d)?;
+        Ok(Value::Tuple(items, d))
+    }
+
+    /// A short description for error messages.
+    fn describe(&self) -> String {
+        match self {
+            Value::None => "None".into(),
+            Value::Bool(b) => format!("the bool {b}"),
+            Value::Int(i) => format!("the int {i}"),
+            Value::Float(x) => format!("the float {x}"),
+            Value::Str(s) => format!("the string {s:?}"),
+            Value::Bytes(b) => format!("{} bytes", b.len()),
+            Value::Global(m, n) => format!("the global {m}.{n}"),
+            Value::Tuple(v, _) => format!("a tuple of {}", v.len()),
+            Value::List(v, _) => format!("a list of {}", v.len()),
+            Value::Dict(v, _) => format!("a dict of {}", v.len()),
+            Value::Storage(s) => format!("a bare storage ('{}')", s.key),
+            Value::Tensor(_) => "a bare tensor".into(),
+        }
+    }
+}
+
+fn check_depth(d: u32) -> Result<(), String> {
+    if d > MAX_DEPTH {
+        Err(format!("containers nested deeper than {MAX_DEPTH}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A pickle virtual machine that builds [`Value`]s and never executes anything.
+struct Unpickler<'a> {
+    data: &'a [u8],
+    pos: usize,
+    stack: Vec<Value>,
+    /// Stack lengths at each MARK.
+    marks: Vec<usize>,
+    memo: HashMap<u64, Value>,
+}
+
+type VmResult<T> = Result<T, String>;
+
+impl<'a> Unpickler<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Unpickler {
+            data,
+            pos: 0,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+        }
+    }
+
+    /// Runs to STOP; on error returns (byte offset of the failing opcode, message).
+    fn run(mut self) -> Result<Value, (usize, String)> {
+        loop {
+            let at = self.pos;
+            match self.step() {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {}
+                Err(e) => return Err((at, e)),
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> VmResult<&'a [u8]> {
+        let data: &'a [u8] = self.data;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= data.len())
+            .ok_or_else(|| format!("truncated: needs {n} more bytes"))?;
+        let s = &data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> VmResult<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> VmResult<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn len_u32(&mut self) -> VmResult<usize> {
+        Ok(u32::from_le_bytes(self.array()?) as usize)
+    }
+
+    fn len_u64(&mut self) -> VmResult<usize> {
+        usize::try_from(u64::from_le_bytes(self.array()?)).map_err(|_| "length too large".into())
+    }
+
+    /// A text line (protocol 0 arguments), without its newline.
+    fn line(&mut self) -> VmResult<&'a str> {
+        let data: &'a [u8] = self.data;
+        let rest = &data[self.pos.min(data.len())..];
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("truncated: unterminated text argument")?;
+        self.pos += n + 1;
+        std::str::from_utf8(&rest[..n]).map_err(|_| "text argument is not UTF-8".into())
+    }
+
+    fn utf8(&mut self, n: usize) -> VmResult<Value> {
+        let b = self.take(n)?;
+        std::str::from_utf8(b)
+            .map(|s| Value::Str(s.to_string()))
+            .map_err(|_| "string is not valid UTF-8".into())
+    }
+
+    fn floor(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn push(&mut self, v: Value) {
+        self.stack.push(v);
+    }
+
+    fn pop(&mut self) -> VmResult<Value> {
+        if self.stack.len() <= self.floor() {
+            return Err("stack underflow".into());
+        }
+        self.stack.pop().ok_or_else(|| "stack underflow".into())
+    }
+
+    fn top_mut(&mut self) -> VmResult<&mut Value> {
+        if self.stack.len() <= self.floor() {
+            return Err("stack underflow".into());
+        }
+        self.stack
+            .last_mut()
+            .ok_or_else(|| "stack underflow".into())
+    }
+
+    fn pop_mark(&mut self) -> VmResult<Vec<Value>> {
+        let m = self.marks.pop().ok_or("no MARK on the stack")?;
+        if m > self.stack.len() {
+            return Err("stack underflow".into());
+        }
+        Ok(self.stack.split_off(m))
+    }
+
+    fn memo_put(&mut self, idx: u64) -> VmResult<()> {
+        let v = self.top_mut()?.clone();
+        self.memo.insert(idx, v);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, idx: u64) -> VmResult<()> {
+        let v = self
+            .memo
+            .get(&idx)
+            .cloned()
+            .ok_or_else(|| format!("memo entry {idx} is not defined"))?;
+        self.push(v);
+        Ok(())
+    }
+
+    fn set_items(&mut self, pairs: Vec<Value>) -> VmResult<()> {
+        if pairs.len() % 2 != 0 {
+            return Err("SETITEMS with an odd number of items".into());
+        }
+        match self.top_mut()? {
+            Value::Dict(items, depth) => {
+                let mut it = pairs.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    let d = k.depth().max(v.depth()) + 1;
+                    check_depth(d)?;
+                    *depth = (*depth).max(d);
+                    // Python semantics: an existing key keeps its place, gets the new value.
+                    match items.iter_mut().find(|(ek, _)| *ek == k) {
+                        Some(slot) => slot.1 = v,
+                        None => items.push((k, v)),
+                    }
+                }
+                Ok(())
+            }
+            other => Err(format!("SETITEM(S) on {}, not a dict", other.describe())),
+        }
+    }
+
+    fn append(&mut self, values: Vec<Value>) -> VmResult<()> {
+        match self.top_mut()? {
+            Value::List(items, depth) => {
+                for v in values {
+                    let d = v.depth() + 1;
+                    check_depth(d)?;
+                    *depth = (*depth).max(d);
+                    items.push(v);
+                }
+                Ok(())
+            }
+            other => Err(format!("APPEND(S) on {}, not a list", other.describe())),
+        }
+    }
+
+    /// Executes one opcode; `Some(result)` at STOP.
+    fn step(&mut self) -> VmResult<Option<Value>> {
+        let op = self
+            .u8()
+            .map_err(|_| "truncated: no STOP opcode".to_string())?;
+        match op {
+            0x80 => {
+                // PROTO
+                let p = self.u8()?;
+                if p > 5 {
+                    return Err(format!("unsupported pickle protocol {p}"));
+                }
+            }
+            0x95 => {
+                // FRAME (protocol 4): the frame length is only a hint.
+                self.take(8)?;
+            }
+            b'.' => return self.pop().map(Some),       // STOP
+            b'(' => self.marks.push(self.stack.len()), // MARK
+            b'}' => self.push(Value::Dict(Vec::new(), 1)), // EMPTY_DICT
+            b']' => self.push(Value::List(Vec::new(), 1)), // EMPTY_LIST
+            b')' => self.push(Value::Tuple(Vec::new(), 1)), // EMPTY_TUPLE
+            b't' => {
+                // TUPLE
+                let items = self.pop_mark()?;
+                let t = Value::tuple(items)?;
+                self.push(t);
+            }
+            0x85..=0x87 => {
+                // TUPLE1..3
+                let n = usize::from(op - 0x84);
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                let t = Value::tuple(items)?;
+                self.push(t);
+            }
+            b'l' => {
+                // LIST
+                let items = self.pop_mark()?;
+                self.push(Value::List(Vec::new(), 1));
+                self.append(items)?;
+            }
+            b'd' => {
+                // DICT
+                let items = self.pop_mark()?;
+                self.push(Value::Dict(Vec::new(), 1));
+                self.set_items(items)?;
+            }
+            b'a' => {
+                // APPEND
+                let v = self.pop()?;
+                self.append(vec![v])?;
+            }
+            b'e' => {
+                // APPENDS
+                let items = self.pop_mark()?;
+                self.append(items)?;
+            }
+            b's' => {
+                // SETITEM
+                let v = self.pop()?;
+                let k = self.pop()?;
+                self.set_items(vec![k, v])?;
+            }
+            b'u' => {
+                // SETITEMS
+                let items = self.pop_mark()?;
+                self.set_items(items)?;
+            }
+            b'J' => {
+                // BININT
+                let v = i32::from_le_bytes(self.array()?);
+                self.push(Value::Int(i64::from(v)));
+            }
+            b'K' => {
+                // BININT1
+                let v = self.u8()?;
+                self.push(Value::Int(i64::from(v)));
+            }
+            b'M' => {
+                // BININT2
+                let v = u16::from_le_bytes(self.array()?);
+                self.push(Value::Int(i64::from(v)));
+            }
+            0x8a | 0x8b => {
+                // LONG1 / LONG4: little-endian two's complement
+                let n = if op == 0x8a {
+                    usize::from(self.u8()?)
+                } else {
+                    self.len_u32()?
+                };
+                let b = self.take(n)?;
+                let v = long_from_bytes(b)?;
+                self.push(Value::Int(v));
+            }
+            b'I' => {
+                // INT (text; "00"/"01" are the protocol-0 booleans)
+                let s = self.line()?;
+                let v = match s {
+                    "00" => Value::Bool(false),
+                    "01" => Value::Bool(true),
+                    _ => Value::Int(s.parse().map_err(|_| format!("bad INT argument {s:?}"))?),
+                };
+                self.push(v);
+            }
+            b'L' => {
+                // LONG (text)
+                let s = self.line()?;
+                let v = s
+                    .strip_suffix('L')
+                    .unwrap_or(s)
+                    .parse()
+                    .map_err(|_| format!("bad or too large LONG argument {s:?}"))?;
+                self.push(Value::Int(v));
+            }
+            b'G' => {
+                // BINFLOAT (big-endian)
+                let v = f64::from_be_bytes(self.array()?);
+                self.push(Value::Float(v));
+            }
+            b'F' => {
+                // FLOAT (text)
+                let s = self.line()?;
+                let v = s.parse().map_err(|_| format!("bad FLOAT argument {s:?}"))?;
+                self.push(Value::Float(v));
+            }
+            0x88 => self.push(Value::Bool(true)),  // NEWTRUE
+            0x89 => self.push(Value::Bool(false)), // NEWFALSE
+            b'N' => self.push(Value::None),        // NONE
+            b'X' => {
+                // BINUNICODE
+                let n = self.len_u32()?;
+                let v = self.utf8(n)?;
+                self.push(v);
+            }
+            0x8c => {
+                // SHORT_BINUNICODE
+                let n = usize::from(self.u8()?);
+                let v = self.utf8(n)?;
+                self.push(v);
+            }
+            0x8d => {
+                // BINUNICODE8
+                let n = self.len_u64()?;
+                let v = self.utf8(n)?;
+                self.push(v);
+            }
+            b'T' | b'U' => {
+                // BINSTRING / SHORT_BINSTRING (Python 2 str): decode as Latin-1
+                let n = if op == b'T' {
+                    self.len_u32()?
+                } else {
+                    usize::from(self.u8()?)
+                };
+                let s = self.take(n)?.iter().map(|&b| char::from(b)).collect();
+                self.push(Value::Str(s));
+            }
+            b'B' | b'C' | 0x8e => {
+                // BINBYTES / SHORT_BINBYTES / BINBYTES8
+                let n = match op {
+                    b'B' => self.len_u32()?,
+                    b'C' => usize::from(self.u8()?),
+                    _ => self.len_u64()?,
+                };
+                let b = self.take(n)?.to_vec();
+                self.push(Value::Bytes(b));
+            }
+            b'c' => {
+                // GLOBAL
+                let module = self.line()?.to_string();
+                let name = self.line()?.to_string();
+                self.push(Value::Global(module, name));
+            }
+            0x93 => {
+                // STACK_GLOBAL
+                let name = self.pop()?;
+                let module = self.pop()?;
+                match (module, name) {
+                    (Value::Str(m), Value::Str(n)) => self.push(Value::Global(m, n)),
+                    _ => return Err("STACK_GLOBAL arguments are not strings".into()),
+                }
+            }
+            b'q' => {
+                // BINPUT
+                let i = self.u8()?;
+                self.memo_put(u64::from(i))?;
+            }
+            b'r' => {
+                // LONG_BINPUT
+                let i = u32::from_le_bytes(self.array()?);
+                self.memo_put(u64::from(i))?;
+            }
+            b'p' => {
+                // PUT (text)
+                let s = self.line()?;
+                let i = s.parse().map_err(|_| format!("bad PUT argument {s:?}"))?;
+                self.memo_put(i)?;
+            }
+            0x94 => {
+                // MEMOIZE
+                let i = self.memo.len() as u64;
+                self.memo_put(i)?;
+            }
+            b'h' => {
+                // BINGET
+                let i = self.u8()?;
+                self.memo_get(u64::from(i))?;
+            }
+            b'j' => {
+                // LONG_BINGET
+                let i = u32::from_le_bytes(self.array()?);
+                self.memo_get(u64::from(i))?;
+            }
+            b'g' => {
+                // GET (text)
+                let s = self.line()?;
+                let i = s.parse().map_err(|_| format!("bad GET argument {s:?}"))?;
+                self.memo_get(i)?;
+            }
+            b'0' => {
+                // POP (pops the topmost MARK when the stack above it is empty)
+                if self.stack.len() > self.floor() {
+                    self.pop()?;
+                } else {
+                    self.pop_mark()?;
+                }
+            }
+            b'1' => {
+                // POP_MARK
+                self.pop_mark()?;
+            }
+            b'2' => {
+                // DUP
+                let v = self.top_mut()?.clone();
+                self.push(v);
+            }
+            b'R' | 0x81 => {
+                // REDUCE / NEWOBJ
+                let args = self.pop()?;
+                let func = self.pop()?;
+                let v = call(func, args)?;
+                self.push(v);
+            }
+            b'b' => {
+                // BUILD
+                let state = self.pop()?;
+                match self.top_mut()? {
+                    // OrderedDict state (its `_metadata` attribute): irrelevant here.
+                    Value::Dict(..) => drop(state),
+                    other => {
+                        return Err(format!("BUILD on {}: unsupported object", other.describe()))
+                    }
+                }
+            }
+            b'Q' => {
+                // BINPERSID
+                let pid = self.pop()?;
+                let v = persistent_load(pid)?;
+                self.push(v);
+            }
+            _ => {
+                return Err(format!(
+                    "unsupported pickle opcode 0x{op:02x}{}",
+                    if op.is_ascii_graphic() {
+                        format!(" ('{}')", char::from(op))
+                    } else {
+                        String::new()
+                    }
+                ))
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// LONG1/LONG4 payload: little-endian two's complement, must fit an i64.
+fn long_from_bytes(b: &[u8]) -> VmResult<i64> {
+    if b.is_empty() {
+        return Ok(0);
+    }
+    let negative = b[b.len() - 1] & 0x80 != 0;
+    let fill = if negative { 0xff } else { 0x00 };
+    if b.len() > 8 && b[8..].iter().any(|&x| x != fill) {
+        return Err("integer does not fit in 64 bits".into());
+    }
+    let mut a = [fill; 8];
+    let n = b.len().min(8);
+    a[..n].copy_from_slice(&b[..n]);
+    let v = i64::from_le_bytes(a);
+    if (v < 0) != negative {
+        return Err("integer does not fit in 64 bits".into());
+    }
+    Ok(v)
+}
+
+/// Applies one of the few callables a state_dict pickle may use.
+fn call(func: Value, args: Value) -> VmResult<Value> {
+    let (module, name) = match func {
+        Value::Global(m, n) => (m, n),
+        other => return Err(format!("cannot call {}", other.describe())),
+    };
+    let args = match args {
+        Value::Tuple(a, _) => a,
+        other => {
+            return Err(format!(
+                "arguments of {module}.{name} are {}, not a tuple",
+                other.describe()
+            ))
+        }
+    };
+    match (module.as_str(), name.as_str()) {
+        ("collections", "OrderedDict") => {
+            if args.is_empty() {
+                Ok(Value::Dict(Vec::new(), 1))
+            } else {
+                Err("collections.OrderedDict called with arguments".into())
+            }
+        }
+        ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
+            // (storage, storage_offset, size, stride[, requires_grad, backward_hooks[, metadata]])
+            let n = args.len();
+            if !(n == 4 || n == 6 || n == 7) || (name == "_rebuild_tensor") != (n == 4) {
+                return Err(format!("torch._utils.{name} called with {n} arguments"));
+            }
+            let storage = match &args[0] {
+                Value::Storage(s) => s.clone(),
+                other => return Err(format!("tensor storage is {}", other.describe())),
+            };
+            let dtype = storage.dtype;
+            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3]).map(Value::Tensor)
+        }
+        ("torch._utils", "_rebuild_tensor_v3") => {
+            // (storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype[, metadata])
+            if !(args.len() == 7 || args.len() == 8) {
+                return Err(format!(
+                    "torch._utils._rebuild_tensor_v3 called with {} arguments",
+                    args.len()
+                ));
+            }
+            let storage = match &args[0] {
+                Value::Storage(s) => s.clone(),
+                other => return Err(format!("tensor storage is {}", other.describe())),
+            };
+            let dtype = match &args[6] {
+                Value::Global(m, n) if m == "torch" => PtDtype::from_torch_name(n)
+                    .ok_or_else(|| format!("unsupported tensor dtype torch.{n}"))?,
+                other => return Err(format!("tensor dtype is {}", other.describe())),
+            };
+            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3]).map(Value::Tensor)
+        }
+        ("torch._utils", "_rebuild_parameter")
+        | ("torch._utils", "_rebuild_parameter_with_state") => {
+            // (data, requires_grad, backward_hooks[, state]): the data tensor is what counts.
+            match args.into_iter().next() {
+                Some(t @ Value::Tensor(_)) => Ok(t),
+                Some(other) => Err(format!("parameter data is {}", other.describe())),
+                None => Err(format!("torch._utils.{name} called without arguments")),
+            }
+        }
+        _ => Err(format!(
+            "unsupported pickle global {module}.{name}: only a dict/OrderedDict of tensors \
+             (a state_dict) can be read{}",
+            if module.starts_with("torch.nn")
+                || module.starts_with("__torch__")
+                || name == "_reconstructor"
+            {
+                " (this looks like a pickled nn.Module or TorchScript archive: save \
+                 model.state_dict() instead)"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
+fn as_index(v: &Value, what: &str) -> VmResult<usize> {
+    match v {
+        Value::Int(i) => usize::try_from(*i).map_err(|_| format!("{what} {i} is negative")),
+        other => Err(format!("{what} is {}, not an int", other.describe())),
+    }
+}
+
+fn as_index_tuple(v: &Value, what: &str) -> VmResult<Vec<usize>> {
+    match v {
+        Value::Tuple(items, _) => items.iter().map(|x| as_index(x, what)).collect(),
+        other => Err(format!("{what} is {}, not a tuple", other.describe())),
+    }
+}
+
+fn rebuild_tensor(
+    storage: StorageRef,
+    dtype: PtDtype,
+    offset: &Value,
+    size: &Value,
+    stride: &Value,
+) -> VmResult<Box<TensorRef>> {
+    let offset = as_index(offset, "storage offset")?;
+    let size = as_index_tuple(size, "tensor size")?;
+    let stride = as_index_tuple(stride, "tensor stride")?;
+    if size.len() != stride.len() {
+        return Err(format!(
+            "tensor size {size:?} and stride {stride:?} differ in length"
+        ));
+    }
+    Ok(Box::new(TensorRef {
+        storage,
+        dtype,
+        offset,
+        size,
+        stride,
+    }))
+}
+
+/// `('storage', storage_type, key, location, numel)` -> a storage reference.
+fn persistent_load(pid: Value) -> VmResult<Value> {
+    let items = match pid {
+        Value::Tuple(items, _) => items,
+        other => {
+            return Err(format!(
+                "persistent id is {}, not a tuple",
+                other.describe()
+            ))
+        }
+    };
+    let text = |v: &Value| -> Option<String> {
+        match v {
+            Value::Str(s) => Some(s.clone()),
+            Value::Bytes(b) => String::from_utf8(b.clone()).ok(),
+            _ => None,
+        }
+    };
+    match items.first().and_then(text).as_deref() {
+        Some("storage") => {}
+        Some(kind) => return Err(format!("unsupported persistent id kind '{kind}'")),
+        None => return Err("persistent id does not start with a string".into()),
+    }
+    if items.len() != 5 {
+        return Err(format!(
+            "storage persistent id has {} fields, expected 5",
+            items.len()
+        ));
+    }
+    let dtype = match &items[1] {
+        Value::Global(m, n) if m == "torch" || m == "torch.storage" || m == "torch.cuda" => {
+            PtDtype::from_storage_name(n)
+                .ok_or_else(|| format!("unsupported storage type {m}.{n}"))?
+        }
+        other => return Err(format!("storage type is {}", other.describe())),
+    };
+    let key = match &items[2] {
+        Value::Int(i) => i.to_string(),
+        v => text(v).ok_or_else(|| format!("storage key is {}", v.describe()))?,
+    };
+    if key.is_empty() || key.contains('/') || key.contains("..") {
+        return Err(format!("invalid storage key {key:?}"));
+    }
+    let numel = match &items[4] {
+        Value::Int(n) => u64::try_from(*n).map_err(|_| format!("storage size {n} is negative"))?,
+        other => return Err(format!("storage size is {}", other.describe())),
+    };
+    Ok(Value::Storage(StorageRef { key, dtype, numel }))
+}
+
+// ---------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------
+
+/// Writes `tensors` as `torch.save(OrderedDict(tensors))` would (zip format, records
+/// 64-byte aligned), readable by `torch.load(path, weights_only=True)`. The file is
+/// written under a temporary name in the same folder, then renamed over `path`.
+///
+/// Records: `archive/data.pkl`, `archive/byteorder`, `archive/data/<i>`,
+/// `archive/version`. `.format_version` is deliberately absent: with it, torch may
+/// compute record offsets assuming its own (miniz) layout instead of reading them from
+/// the zip; `.data/serialization_id` is optional for `torch.load`.
+pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(), PtError> {
+    let invalid = |detail: String| PtError::Invalid {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (name, t) in tensors {
+        if !seen.insert(name.as_str()) {
+            return Err(invalid(format!("duplicate tensor name '{name}'")));
+        }
+        let need = t
+            .numel()
+            .and_then(|n| n.checked_mul(t.dtype.size()))
+            .ok_or_else(|| invalid(format!("tensor '{name}': shape {:?} overflows", t.shape)))?;
+        if t.data.len() != need {
+            return Err(invalid(format!(
+                "tensor '{name}': {} {:?} needs {need} bytes, data has {}",
+                t.dtype,
+                t.shape,
+                t.data.len()
+            )));
+        }
+        if u32::try_from(name.len()).is_err() {
+            return Err(invalid(format!(
+                "tensor name of {} bytes is too long",
+                name.len()
+            )));
+        }
+    }
+
+    let pickle = pickle_state_dict(tensors);
+    let mut records: Vec<(String, &[u8])> = Vec::with_capacity(tensors.len() + 3);
+    records.push(("archive/data.pkl".into(), &pickle));
+    records.push(("archive/byteorder".into(), b"little"));
+    for (i, (_, t)) in tensors.iter().enumerate() {
+        records.push((format!("archive/data/{i}"), &t.data));
+    }
+    records.push(("archive/version".into(), b"3\n"));
+
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| invalid("the path has no file name".into()))?
+        .to_string_lossy()
+        .into_owned();
+    let io_err = |what: &'static str| {
+        move |source: io::Error| PtError::Io {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (tmp, file) = {
+        let mut attempt = 0;
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
+            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                Ok(f) => break (tmp, f),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+                Err(e) => return Err(io_err("cannot create a temporary file next to it")(e)),
+            }
+        }
+    };
+    let result = (|| -> Result<(), PtError> {
+        let mut w = BufWriter::new(file);
+        write_zip(&mut w, &records).map_err(|e| match e {
+            ZipWriteError::Io(e) => io_err("cannot write")(e),
+            ZipWriteError::TooLarge(d) => invalid(d),
+        })?;
+        let file = w
+            .into_inner()
+            .map_err(|e| io_err("cannot write")(e.into_error()))?;
+        file.sync_all().map_err(io_err("cannot sync"))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(io_err("cannot rename the temporary file onto it"))?;
+        // Make the rename durable; failure here does not lose the data.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// C-contiguous strides in elements (as torch computes them: size-0 dims count as 1).
+fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0usize; shape.len()];
+    let mut acc = 1usize;
+    for (s, &n) in strides.iter_mut().zip(shape).rev() {
+        *s = acc;
+        acc = acc.saturating_mul(n.max(1));
+    }
+    strides
+}
+
+/// Pickle (protocol 2) writer for the handful of opcodes a state_dict needs.
+struct PickleOut {
+    buf: Vec<u8>,
+}
+
+impl PickleOut {
+    fn op(&mut self, op: u8) {
+        self.buf.push(op);
+    }
+
+    fn global(&mut self, module: &str, name: &str) {
+        self.buf.push(b'c');
+        self.buf.extend_from_slice(module.as_bytes());
+        self.buf.push(b'\n');
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.push(b'\n');
+    }
+
+    fn put(&mut self, i: u32) {
+        if let Ok(b) = u8::try_from(i) {
+            self.buf.extend_from_slice(&[b'q', b]);
+        } else {
+            self.buf.push(b'r');
+            self.buf.extend_from_slice(&i.to_le_bytes());
+        }
+    }
+
+    fn get(&mut self, i: u32) {
+        if let Ok(b) = u8::try_from(i) {
+            self.buf.extend_from_slice(&[b'h', b]);
+        } else {
+            self.buf.push(b'j');
+            self.buf.extend_from_slice(&i.to_le_bytes());
+        }
+    }
+
+    fn str(&mut self, s: &str) {
+        // Lengths were checked to fit in u32 by the caller.
+        self.buf.push(b'X');
+        self.buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    fn int(&mut self, v: u64) {
+        if let Ok(b) = u8::try_from(v) {
+            self.buf.extend_from_slice(&[b'K', b]);
+        } else if let Ok(h) = u16::try_from(v) {
+            self.buf.push(b'M');
+            self.buf.extend_from_slice(&h.to_le_bytes());
+        } else if let Ok(w) = i32::try_from(v) {
+            self.buf.push(b'J');
+            self.buf.extend_from_slice(&w.to_le_bytes());
+        } else {
+            // LONG1: minimal little-endian two's complement (a sign byte if needed).
+            let mut bytes = v.to_le_bytes().to_vec();
+            while bytes.len() > 1
+                && bytes[bytes.len() - 1] == 0
+                && bytes[bytes.len() - 2] & 0x80 == 0
+            {
+                bytes.pop();
+            }
+            if bytes[bytes.len() - 1] & 0x80 != 0 {
+                bytes.push(0);
+            }
+            self.buf.extend_from_slice(&[0x8a, bytes.len() as u8]);
+            self.buf.extend_from_slice(&bytes);
+        }
+    }
+
+    fn tuple_of(&mut self, values: &[usize]) {
+        match values.len() {
+            0 => self.op(b')'),
+            n @ 1..=3 => {
+                for &v in values {
+                    self.int(v as u64);
+                }
+                self.op(0x84 + n as u8);
+            }
+            _ => {
+                self.op(b'(');
+                for &v in values {
+                    self.int(v as u64);
+                }
+                self.op(b't');
+            }
+        }
+    }
+}
+
+/// data.pkl for `OrderedDict((name, _rebuild_tensor_v2(...)) ...)`, storage key = index.
+fn pickle_state_dict(tensors: &[(String, PtTensor)]) -> Vec<u8> {
+    const MEMO_ORDERED_DICT: u32 = 0;
+    const MEMO_ROOT: u32 = 1;
+    const MEMO_REBUILD: u32 = 2;
+    let mut p = PickleOut { buf: Vec::new() };
+    p.buf.extend_from_slice(&[0x80, 2]); // PROTO 2
+    p.global("collections", "OrderedDict");
+    p.put(MEMO_ORDERED_DICT);
+    p.op(b')');
+    p.op(b'R');
+    p.put(MEMO_ROOT);
+    let mut storage_memo: HashMap<PtDtype, u32> = HashMap::new();
+    let mut next_memo = MEMO_REBUILD + 1;
+    for (i, chunk) in tensors.chunks(1000).enumerate() {
+        p.op(b'(');
+        for (j, (name, t)) in chunk.iter().enumerate() {
+            let index = i * 1000 + j;
+            p.str(name);
+            if index == 0 {
+                p.global("torch._utils", "_rebuild_tensor_v2");
+                p.put(MEMO_REBUILD);
+            } else {
+                p.get(MEMO_REBUILD);
+            }
+            p.op(b'('); // args of _rebuild_tensor_v2
+            p.op(b'('); // persistent id
+            p.str("storage");
+            match storage_memo.get(&t.dtype) {
+                Some(&m) => p.get(m),
+                None => {
+                    p.global("torch", t.dtype.storage_name());
+                    p.put(next_memo);
+                    storage_memo.insert(t.dtype, next_memo);
+                    next_memo += 1;
+                }
+            }
+            p.str(&index.to_string());
+            p.str("cpu");
+            p.int(t.numel().unwrap_or(0) as u64);
+            p.op(b't');
+            p.op(b'Q'); // BINPERSID
+            p.int(0); // storage offset
+            p.tuple_of(&t.shape);
+            p.tuple_of(&contiguous_strides(&t.shape));
+            p.op(0x89); // requires_grad = False
+            p.get(MEMO_ORDERED_DICT); // backward_hooks = OrderedDict()
+            p.op(b')');
+            p.op(b'R');
+            p.op(b't');
+            p.op(b'R');
+        }
+        p.op(b'u'); // SETITEMS
+    }
+    p.op(b'.');
+    p.buf
+}
+
+enum ZipWriteError {
+    Io(io::Error),
+    TooLarge(String),
+}
+
+impl From<io::Error> for ZipWriteError {
+    fn from(e: io::Error) -> Self {
+        ZipWriteError::Io(e)
+    }
+}
+
+/// Record data starts at multiples of this (torch mmaps storages).
+const ZIP_ALIGN: u64 = 64;
+
+/// Writes a zip of stored (uncompressed) records, each record's data aligned to
+/// [`ZIP_ALIGN`] with a padding extra field (id "FB", as torch's writer does).
+fn write_zip(w: &mut impl Write, records: &[(String, &[u8])]) -> Result<(), ZipWriteError> {
+    let too_large = || {
+        ZipWriteError::TooLarge(
+            "the archive would exceed 4 GiB or 65535 records (zip64 output is not supported)"
+                .into(),
+        )
+    };
+    let count = u16::try_from(records.len()).map_err(|_| too_large())?;
+    let mut offset: u64 = 0;
+    let mut central = Vec::new();
+    for (name, data) in records {
+        let name = name.as_bytes();
+        let name_len = u16::try_from(name.len()).map_err(|_| too_large())?;
+        let size = u32::try_from(data.len()).map_err(|_| too_large())?;
+        let header_offset = u32::try_from(offset).map_err(|_| too_large())?;
+        let crc = crc32(data);
+        let unpadded = offset + 30 + u64::from(name_len) + 4;
+        let pad = ((ZIP_ALIGN - unpadded % ZIP_ALIGN) % ZIP_ALIGN) as u16;
+
+        let mut h = Vec::with_capacity(30 + name.len() + 4 + usize::from(pad));
+        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        h.extend_from_slice(&20u16.to_le_bytes()); // version needed
+        h.extend_from_slice(&0x0800u16.to_le_bytes()); // flags: UTF-8 names
+        h.extend_from_slice(&0u16.to_le_bytes()); // method: stored
+        h.extend_from_slice(&0u16.to_le_bytes()); // time
+        h.extend_from_slice(&0x0021u16.to_le_bytes()); // date 1980-01-01
+        h.extend_from_slice(&crc.to_le_bytes());
+        h.extend_from_slice(&size.to_le_bytes());
+        h.extend_from_slice(&size.to_le_bytes());
+        h.extend_from_slice(&name_len.to_le_bytes());
+        h.extend_from_slice(&(4 + pad).to_le_bytes()); // extra length
+        h.extend_from_slice(name);
+        h.extend_from_slice(b"FB");
+        h.extend_from_slice(&pad.to_le_bytes());
+        h.resize(h.len() + usize::from(pad), b'Z');
+        w.write_all(&h)?;
+        w.write_all(data)?;
+        offset = unpadded + u64::from(pad) + data.len() as u64;
+
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes()); // version made by
+        central.extend_from_slice(&20u16.to_le_bytes()); // version needed
+        central.extend_from_slice(&0x0800u16.to_le_bytes());
+        central.extend_from_slice(&0u16.to_le_bytes());
+        central.extend_from_slice(&0u16.to_le_bytes());
+        central.extend_from_slice(&0x0021u16.to_le_bytes());
+        central.extend_from_slice(&crc.to_le_bytes());
+        central.extend_from_slice(&size.to_le_bytes());
+        central.extend_from_slice(&size.to_le_bytes());
+        central.extend_from_slice(&name_len.to_le_bytes());
+        central.extend_from_slice(&0u16.to_le_bytes()); // extra
+        central.extend_from_slice(&0u16.to_le_bytes()); // comment
+        central.extend_from_slice(&0u16.to_le_bytes()); // disk
+        central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+        central.extend_from_slice(&header_offset.to_le_bytes());
+        central.extend_from_slice(name);
+    }
+    let cd_offset = u32::try_from(offset).map_err(|_| too_large())?;
+    let cd_size = u32::try_from(central.len()).map_err(|_| too_large())?;
+    u32::try_from(offset + central.len() as u64).map_err(|_| too_large())?;
+    w.write_all(&central)?;
+    let mut end = Vec::with_capacity(22);
+    end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    end.extend_from_slice(&0u16.to_le_bytes()); // this disk
+    end.extend_from_slice(&0u16.to_le_bytes()); // disk with the central directory
+    end.extend_from_slice(&count.to_le_bytes());
+    end.extend_from_slice(&count.to_le_bytes());
+    end.extend_from_slice(&cd_size.to_le_bytes());
+    end.extend_from_slice(&cd_offset.to_le_bytes());
+    end.extend_from_slice(&0u16.to_le_bytes()); // comment length
+    w.write_all(&end)?;
+    Ok(())
+}
+
+/// CRC-32 (IEEE 802.3, as zip uses), byte-wise table.
+fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    !data.iter().fold(!0u32, |c, &b| {
+        TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
+    })
+}
