@@ -126,6 +126,7 @@ pub fn export_safetensors(
 
 /// Eval-mode features `(N, F)` for an `.npy` input `(N, 3, T, V, M)`; joints in `drop`
 /// are removed as CSM does.
+#[allow(clippy::too_many_arguments)]
 pub fn embed(
     cfg: &Config,
     ckpt: &Path,

@@ -64,7 +64,10 @@ impl EncoderConfig {
 enum Residual {
     None,
     Identity,
-    Conv { conv: nn::Conv2D, bn: nn::BatchNorm },
+    Conv {
+        conv: nn::Conv2D,
+        bn: Box<nn::BatchNorm>,
+    },
 }
 
 /// One spatial-temporal graph convolution block (`st_gcn_networks.{i}`).
@@ -117,7 +120,7 @@ impl StGcnBlock {
             let rp = &p / "residual";
             Residual::Conv {
                 conv: init::conv2d(&(&rp / "0"), cin, cout, [1, 1], [stride, 1], [0, 0], true),
-                bn: init::batch_norm2d(&(&rp / "1"), cout),
+                bn: Box::new(init::batch_norm2d(&(&rp / "1"), cout)),
             }
         };
         StGcnBlock {
@@ -136,7 +139,7 @@ impl StGcnBlock {
         let res = match &self.residual {
             Residual::None => None,
             Residual::Identity => Some(x.shallow_clone()),
-            Residual::Conv { conv, bn } => Some(x.apply(conv).apply_t(bn, train)),
+            Residual::Conv { conv, bn } => Some(x.apply(conv).apply_t(bn.as_ref(), train)),
         };
         // -1 for the batch: a traced module keeps its batch size free.
         let (_n, _c, t, v) = x.size4().expect("block input must be 4-d");

@@ -8,8 +8,7 @@ use std::process::{Command, Output};
 use tch::Tensor;
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
-    out
+    cmd.output().expect("spawn")
 }
 
 fn ok(out: &Output, what: &str) {
