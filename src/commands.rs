@@ -86,11 +86,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
             if let Some(out) = &a.safetensors {
-                crate::export::export_safetensors(
+                let fmt = crate::export::WeightFormat::Safetensors;
+                crate::export::export_weights(
                     &cfg,
                     &a.checkpoint,
                     a.classifier.as_deref(),
                     out,
+                    fmt,
                 )?;
                 println!(
                     "export: official-key safetensors written to {}",
@@ -98,7 +100,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
             if let Some(out) = &a.pt {
-                crate::export::export_pt(&cfg, &a.checkpoint, a.classifier.as_deref(), out)?;
+                let fmt = crate::export::WeightFormat::TorchPt;
+                crate::export::export_weights(
+                    &cfg,
+                    &a.checkpoint,
+                    a.classifier.as_deref(),
+                    out,
+                    fmt,
+                )?;
                 println!(
                     "export: official-key torch.save state_dict written to {}",
                     out.display()

@@ -24,17 +24,23 @@ pub struct ExportOptions {
     pub stream: Stream,
 }
 
-/// Trace the encoder (and an optional classifier) into a TorchScript file.
-pub fn export_torchscript(
+/// An encoder and, optionally, a classifier (whose file may carry a fine-tuned
+/// encoder that then replaces `ckpt`'s weights).
+struct Exported {
+    enc_vs: nn::VarStore,
+    enc: crate::model::StGcn,
+    fc_vs: nn::VarStore,
+    fc: Option<nn::Linear>,
+}
+
+fn load_exported(
     cfg: &Config,
     ckpt: &Path,
     classifier: Option<&Path>,
-    out: &Path,
-    opts: &ExportOptions,
     device: Device,
-) -> Result<()> {
-    let (mut enc_vs, enc) = load_encoder(cfg, Some(ckpt), device)?;
-    let mut fc_vs = nn::VarStore::new(device);
+) -> Result<Exported> {
+    let (enc_vs, enc) = load_encoder(cfg, Some(ckpt), device)?;
+    let fc_vs = nn::VarStore::new(device);
     let fc = match classifier {
         Some(p) => {
             let (fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
@@ -45,6 +51,29 @@ pub fn export_torchscript(
         }
         None => None,
     };
+    Ok(Exported {
+        enc_vs,
+        enc,
+        fc_vs,
+        fc,
+    })
+}
+
+/// Trace the encoder (and an optional classifier) into a TorchScript file.
+pub fn export_torchscript(
+    cfg: &Config,
+    ckpt: &Path,
+    classifier: Option<&Path>,
+    out: &Path,
+    opts: &ExportOptions,
+    device: Device,
+) -> Result<()> {
+    let Exported {
+        mut enc_vs,
+        enc,
+        mut fc_vs,
+        fc,
+    } = load_exported(cfg, ckpt, classifier, device)?;
     // Traced weights become constants of the module: they must not require grad.
     enc_vs.freeze();
     fc_vs.freeze();
@@ -69,55 +98,41 @@ pub fn export_torchscript(
     })
 }
 
-/// Write the encoder with exactly the official keys as a `torch.save` state_dict
-/// (`torch.load(path, weights_only=True)` gives an `OrderedDict`).
-pub fn export_pt(cfg: &Config, ckpt: &Path, classifier: Option<&Path>, out: &Path) -> Result<()> {
-    let (vs, _enc) = load_encoder(cfg, Some(ckpt), Device::Cpu)?;
-    let fc_vs = nn::VarStore::new(Device::Cpu);
-    if let Some(p) = classifier {
-        let (_fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
-        if !enc_state.is_empty() {
-            crate::checkpoint::load_into(&vs, "", &enc_state, p)?;
-        }
-    }
-    crate::checkpoint::write_torch_pt(out, &crate::checkpoint::state_dict(&vs, "", "", 0))?;
-    if classifier.is_some() {
-        let fc_out = out.with_extension("classifier.pt");
-        crate::checkpoint::write_torch_pt(
-            &fc_out,
-            &crate::checkpoint::state_dict(&fc_vs, "fc.", "fc.", 0),
-        )?;
-        eprintln!("classifier written to {}", fc_out.display());
-    }
-    Ok(())
+/// File formats of [`export_weights`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// safetensors (`safetensors.torch.load_file`).
+    Safetensors,
+    /// A `torch.save` `OrderedDict` (`torch.load(path, weights_only=True)`).
+    TorchPt,
 }
 
-/// Write the encoder with exactly the official keys (and `fc.*` when a classifier is
-/// given, in a second file `<stem>.classifier.safetensors`).
-pub fn export_safetensors(
+/// Write the encoder with exactly the official keys; with a classifier, its `fc.*`
+/// weights go to a second file `<stem>.classifier.<ext>`.
+pub fn export_weights(
     cfg: &Config,
     ckpt: &Path,
     classifier: Option<&Path>,
     out: &Path,
+    format: WeightFormat,
 ) -> Result<()> {
-    let (vs, _enc) = load_encoder(cfg, Some(ckpt), Device::Cpu)?;
-    let fc_vs = nn::VarStore::new(Device::Cpu);
-    if let Some(p) = classifier {
-        let (_fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
-        if !enc_state.is_empty() {
-            crate::checkpoint::load_into(&vs, "", &enc_state, p)?;
-        }
-    }
-    let tensors = crate::checkpoint::state_dict(&vs, "", "", 0);
+    let ex = load_exported(cfg, ckpt, classifier, Device::Cpu)?;
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "pstl-encoder".to_string());
-    crate::checkpoint::write_safetensors(out, &tensors, &meta)?;
-    if classifier.is_some() {
-        let fc_out = out.with_extension("classifier.safetensors");
-        crate::checkpoint::write_safetensors(
+    let write = |path: &Path, tensors: &[(String, Tensor)]| match format {
+        WeightFormat::Safetensors => crate::checkpoint::write_safetensors(path, tensors, &meta),
+        WeightFormat::TorchPt => crate::checkpoint::write_torch_pt(path, tensors),
+    };
+    write(out, &crate::checkpoint::state_dict(&ex.enc_vs, "", "", 0))?;
+    if ex.fc.is_some() {
+        let ext = match format {
+            WeightFormat::Safetensors => "classifier.safetensors",
+            WeightFormat::TorchPt => "classifier.pt",
+        };
+        let fc_out = out.with_extension(ext);
+        write(
             &fc_out,
-            &crate::checkpoint::state_dict(&fc_vs, "fc.", "fc.", 0),
-            &meta,
+            &crate::checkpoint::state_dict(&ex.fc_vs, "fc.", "fc.", 0),
         )?;
         eprintln!("classifier written to {}", fc_out.display());
     }

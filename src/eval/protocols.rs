@@ -156,7 +156,7 @@ pub fn train_linear_on_features(
     let train_y = train_y.to_device(device);
     let n = train_f.size()[0] as usize;
     let mut rows = Vec::new();
-    let mut bar = Progress::new(label, e.linear_epochs as u64);
+    let mut bar = Progress::with_plain_lines(label, e.linear_epochs as u64);
     let mut last_logits = Tensor::zeros([0], (Kind::Float, device));
     for epoch in 0..e.linear_epochs {
         let lr = cosine(e.linear_lr, epoch as f64, e.linear_epochs);
@@ -180,6 +180,10 @@ pub fn train_linear_on_features(
             test_top1: topk_accuracy(&logits, test_y, 1),
             test_top5: topk_accuracy(&logits, test_y, 5),
         });
+        bar.set_message(format!(
+            "test top-1 {:.2}",
+            rows.last().map_or(0.0, |r| r.test_top1)
+        ));
         last_logits = logits;
         bar.inc(1);
     }
@@ -255,6 +259,37 @@ pub fn load_classifier(
     Ok((fc, enc))
 }
 
+/// Top-1/top-5 (best and last epoch) into a results object.
+fn add_classifier_figures(v: &mut Value, res: &ClassifierResult) {
+    v["top1_best"] = json!(res.best_top1);
+    v["top1_last"] = json!(res.last_top1);
+    v["top5_best"] = json!(res.best_top5);
+    v["top5_last"] = json!(res.last_top5);
+    v["best_epoch"] = json!(res.best_epoch);
+}
+
+/// Eval-mode features of both splits (configured stream, no joints removed).
+fn split_features(
+    enc: &crate::model::StGcn,
+    data: &EvalData,
+    cfg: &Config,
+    device: Device,
+) -> (Tensor, Tensor) {
+    let layout = cfg.layout();
+    let f = |x: &Tensor| {
+        features(
+            enc,
+            x,
+            cfg.data.stream,
+            &layout,
+            &[],
+            cfg.eval.batch_size,
+            device,
+        )
+    };
+    (f(&data.train_x), f(&data.test_x))
+}
+
 fn base_json(cfg: &Config, protocol: &str, ckpt: Option<&Path>) -> Result<Value> {
     Ok(json!({
         "protocol": protocol,
@@ -286,27 +321,8 @@ pub fn linear_with_data(
     data: &EvalData,
 ) -> Result<Value> {
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
-    let layout = cfg.layout();
-    let s = cfg.data.stream;
     eprintln!("linear: encoder frozen; features computed once and cached (no augmentation)");
-    let train_f = features(
-        &enc,
-        &data.train_x,
-        s,
-        &layout,
-        &[],
-        cfg.eval.batch_size,
-        device,
-    );
-    let test_f = features(
-        &enc,
-        &data.test_x,
-        s,
-        &layout,
-        &[],
-        cfg.eval.batch_size,
-        device,
-    );
+    let (train_f, test_f) = split_features(&enc, data, cfg, device);
     let (fc_vs, _fc, res, logits) = train_linear_on_features(
         &train_f,
         &data.train_y,
@@ -321,11 +337,7 @@ pub fn linear_with_data(
     save_classifier(&out.dir.join("classifier.safetensors"), &fc_vs, None, cfg)?;
     let mut v = base_json(cfg, "linear", ckpt)?;
     v["features_cached"] = json!(true);
-    v["top1_best"] = json!(res.best_top1);
-    v["top1_last"] = json!(res.last_top1);
-    v["top5_best"] = json!(res.best_top5);
-    v["top5_last"] = json!(res.last_top5);
-    v["best_epoch"] = json!(res.best_epoch);
+    add_classifier_figures(&mut v, &res);
     out.write_results(&v)?;
     Ok(v)
 }
@@ -335,26 +347,7 @@ pub fn linear_with_data(
 pub fn knn(cfg: &Config, ckpt: Option<&Path>, device: Device, out: &EvalOutput) -> Result<Value> {
     let data = load_data(cfg)?;
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
-    let layout = cfg.layout();
-    let s = cfg.data.stream;
-    let train_f = features(
-        &enc,
-        &data.train_x,
-        s,
-        &layout,
-        &[],
-        cfg.eval.batch_size,
-        device,
-    );
-    let test_f = features(
-        &enc,
-        &data.test_x,
-        s,
-        &layout,
-        &[],
-        cfg.eval.batch_size,
-        device,
-    );
+    let (train_f, test_f) = split_features(&enc, &data, cfg, device);
     let accs = knn_accuracy(
         &train_f,
         &data.train_y,
@@ -470,7 +463,7 @@ pub fn finetune_rows(
     let all: Vec<i64> = (0..data.train_y.size()[0]).collect();
     let rows = rows.unwrap_or(&all);
     let mut history = Vec::new();
-    let mut bar = Progress::new(label, e.finetune_epochs as u64);
+    let mut bar = Progress::with_plain_lines(label, e.finetune_epochs as u64);
     let mut last_logits = Tensor::zeros([0], (Kind::Float, device));
     for epoch in 0..e.finetune_epochs {
         let lr = cosine(e.finetune_lr, epoch as f64, e.finetune_epochs);
@@ -520,6 +513,10 @@ pub fn finetune_rows(
             test_top1: topk_accuracy(&logits, &data.test_y, 1),
             test_top5: topk_accuracy(&logits, &data.test_y, 5),
         });
+        bar.set_message(format!(
+            "test top-1 {:.2}",
+            history.last().map_or(0.0, |r| r.test_top1)
+        ));
         last_logits = logits;
         bar.inc(1);
     }
@@ -545,11 +542,7 @@ pub fn finetune(
         cfg,
     )?;
     let mut v = base_json(cfg, "finetune", ckpt)?;
-    v["top1_best"] = json!(res.best_top1);
-    v["top1_last"] = json!(res.last_top1);
-    v["top5_best"] = json!(res.best_top5);
-    v["top5_last"] = json!(res.last_top5);
-    v["best_epoch"] = json!(res.best_epoch);
+    add_classifier_figures(&mut v, &res);
     out.write_results(&v)?;
     Ok(v)
 }

@@ -111,6 +111,11 @@ fn exports_load_in_pytorch_and_match_embed() {
         &check(&d("enc.pt"), &d("enc.safetensors"), &[]),
         "interop_check",
     );
+    // C++ libtorch (through tch's CModule) loads it too, with another batch size.
+    let module = tch::CModule::load(dir.path().join("enc.pt")).unwrap();
+    let x3 = g["x"].narrow(0, 0, 3);
+    let z3 = tch::no_grad(|| module.forward_ts(&[x3])).unwrap();
+    assert!(max_abs(&z3, &z.narrow(0, 0, 3)) < 1e-4);
 
     // Renaming one key must break strict loading in PyTorch and in pstl.
     let (mut tensors, meta) =
