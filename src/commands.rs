@@ -85,33 +85,22 @@ pub fn run(cli: Cli) -> Result<()> {
                     device_name(device)
                 );
             }
-            if let Some(out) = &a.safetensors {
-                let fmt = crate::export::WeightFormat::Safetensors;
-                crate::export::export_weights(
-                    &cfg,
-                    &a.checkpoint,
-                    a.classifier.as_deref(),
-                    out,
-                    fmt,
-                )?;
-                println!(
-                    "export: official-key safetensors written to {}",
-                    out.display()
-                );
-            }
-            if let Some(out) = &a.pt {
-                let fmt = crate::export::WeightFormat::TorchPt;
-                crate::export::export_weights(
-                    &cfg,
-                    &a.checkpoint,
-                    a.classifier.as_deref(),
-                    out,
-                    fmt,
-                )?;
-                println!(
-                    "export: official-key torch.save state_dict written to {}",
-                    out.display()
-                );
+            use crate::export::WeightFormat;
+            let weights = [
+                (&a.safetensors, WeightFormat::Safetensors, "safetensors"),
+                (&a.pt, WeightFormat::TorchPt, "torch.save state_dict"),
+            ];
+            for (out, fmt, what) in weights {
+                if let Some(out) = out {
+                    crate::export::export_weights(
+                        &cfg,
+                        &a.checkpoint,
+                        a.classifier.as_deref(),
+                        out,
+                        fmt,
+                    )?;
+                    println!("export: official-key {what} written to {}", out.display());
+                }
             }
             Ok(())
         }
