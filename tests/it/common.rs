@@ -44,7 +44,12 @@ pub fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
 
 /// A tiny model and schedule for CPU tests, reading `store`.
 pub fn tiny_config(store: &Path, run_dir: &Path, name: &str) -> Config {
-    let overrides: Vec<String> = vec![
+    Config::load(None, &tiny_overrides(store, run_dir, name)).expect("tiny config")
+}
+
+/// The `--set` overrides behind [`tiny_config`] (for runs of the binary).
+pub fn tiny_overrides(store: &Path, run_dir: &Path, name: &str) -> Vec<String> {
+    vec![
         format!("run.name=\"{name}\""),
         format!("run.dir=\"{}\"", run_dir.display()),
         "run.device=\"cpu\"".into(),
@@ -63,8 +68,7 @@ pub fn tiny_config(store: &Path, run_dir: &Path, name: &str) -> Config {
         "eval.finetune_epochs=8".into(),
         "eval.robust_max_k=3".into(),
         "eval.robust_draws=2".into(),
-    ];
-    Config::load(None, &overrides).expect("tiny config")
+    ]
 }
 
 /// Write a small synthetic store into `dir` and return its path.

@@ -1,30 +1,43 @@
 //! Pretraining end to end on CPU: the loss falls, checkpoints are written, resume
 //! continues to the same weights as an uninterrupted run, bad input stops cleanly.
 
-use crate::common::{max_abs, tiny_config, tiny_store};
+use crate::common::{max_abs, pstl_bin, tiny_config, tiny_overrides, tiny_store};
 use pstl::train::{pretrain, read_metrics, PretrainOptions, Trainer};
+use std::path::Path;
+use std::process::Command;
 use tch::Device;
 
 fn encoder_weights(path: &std::path::Path) -> std::collections::BTreeMap<String, tch::Tensor> {
     pstl::checkpoint::read_safetensors(path).unwrap().0
 }
 
+/// Run `pstl pretrain` with the tiny config as its own process (libtorch's random
+/// generator is per process, so parallel tests cannot disturb the run).
+fn pretrain_process(store: &Path, dir: &Path, name: &str, extra: &[&str]) -> String {
+    let mut cmd = Command::new(pstl_bin());
+    cmd.args(["pretrain", "--device", "cpu", "--threads", "1"]);
+    for ov in tiny_overrides(store, dir, name) {
+        cmd.args(["--set", &ov]);
+    }
+    let out = cmd.args(extra).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pretrain failed:\n{text}");
+    text
+}
+
 #[test]
 fn pretrain_learns_checkpoints_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let store = tiny_store(dir.path(), 4, 16, 4);
-    let cfg = tiny_config(&store, dir.path(), "straight");
 
     // Uninterrupted: 3 epochs.
-    let rep = pretrain(
-        &cfg,
-        Device::Cpu,
-        &dir.path().join("straight"),
-        &PretrainOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(rep.epochs_done, 3);
-    let rows = read_metrics(&dir.path().join("straight/metrics.csv")).unwrap();
+    pretrain_process(&store, dir.path(), "straight", &[]);
+    let straight = dir.path().join("straight");
+    let rows = read_metrics(&straight.join("metrics.csv")).unwrap();
     assert!(rows.len() >= 3, "one row per interval: {}", rows.len());
     let first = rows.first().unwrap().loss;
     let last = rows.last().unwrap().loss;
@@ -37,44 +50,29 @@ fn pretrain_learns_checkpoints_and_resumes_exactly() {
         "encoder.safetensors",
         "metrics.csv",
         "loss.png",
+        "config.toml",
+        "command.txt",
     ] {
-        assert!(dir.path().join("straight").join(f).exists(), "{f} missing");
+        assert!(straight.join(f).exists(), "{f} missing");
     }
 
-    // Interrupted after 2 epochs, then resumed.
-    let cfg2 = tiny_config(&store, dir.path(), "resumed");
+    // Interrupted after 2 epochs, then resumed by running the same command again.
     let run2 = dir.path().join("resumed");
-    let part = pretrain(
-        &cfg2,
-        Device::Cpu,
-        &run2,
-        &PretrainOptions {
-            stop_after: Some(2),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(part.epochs_done, 2);
+    let out = pretrain_process(&store, dir.path(), "resumed", &["--stop-after", "2"]);
+    assert!(out.contains("continue with --resume"), "{out}");
     let (_, meta) =
         pstl::checkpoint::read_safetensors(&run2.join("checkpoint.safetensors")).unwrap();
     assert_eq!(meta["epoch"], "2");
+    let cfg2 = tiny_config(&store, dir.path(), "resumed");
     let mut t = Trainer::new(&cfg2, Device::Cpu);
     t.resume(&run2.join("checkpoint.safetensors")).unwrap();
     assert_eq!(t.epoch, 2);
     assert!(t.adam.step > 0);
-    let done = pretrain(
-        &cfg2,
-        Device::Cpu,
-        &run2,
-        &PretrainOptions {
-            resume: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert_eq!((done.epochs_run, done.epochs_done), (1, 3));
+    let out = pretrain_process(&store, dir.path(), "resumed", &[]);
+    assert!(out.contains("resumed from"), "{out}");
+    assert!(out.contains("1 epoch(s)"), "{out}");
 
-    let a = encoder_weights(&dir.path().join("straight/encoder.safetensors"));
+    let a = encoder_weights(&straight.join("encoder.safetensors"));
     let b = encoder_weights(&run2.join("encoder.safetensors"));
     assert_eq!(a.len(), b.len());
     for (k, v) in &a {
