@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::stream::Stream;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -339,9 +339,4 @@ fn shell_join(args: &[String]) -> String {
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     crate::commands::run(cli)
-}
-
-/// Reject a command that has no implementation yet, with a clear message.
-pub fn not_implemented(what: &str) -> Result<()> {
-    bail!("`{what}` is not implemented yet")
 }

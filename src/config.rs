@@ -384,11 +384,14 @@ impl Config {
                 "must be >= 0",
             );
         }
-        if p.log_every == 0 || p.checkpoint_every == 0 {
+        if p.log_every == 0 {
+            return bad("pretrain.log_every", "0".into(), "must be at least 1");
+        }
+        if p.checkpoint_every == 0 {
             return bad(
-                "pretrain.log_every",
-                p.log_every.to_string(),
-                "log_every and checkpoint_every must be >= 1",
+                "pretrain.checkpoint_every",
+                "0".into(),
+                "must be at least 1",
             );
         }
         let m = &self.model;

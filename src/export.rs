@@ -6,12 +6,12 @@
 //! `--persons` for other shapes.
 
 use crate::config::Config;
-use crate::eval::{features, load_classifier, load_encoder};
+use crate::eval::{features, load_encoder, load_with_classifier, ClassifierModel};
 use crate::stream::Stream;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use tch::{nn, nn::Module, CModule, Device, Kind, Tensor};
+use tch::{nn::Module, CModule, Device, Kind, Tensor};
 
 /// Options of `pstl export`.
 #[derive(Debug, Clone)]
@@ -24,41 +24,6 @@ pub struct ExportOptions {
     pub stream: Stream,
 }
 
-/// An encoder and, optionally, a classifier (whose file may carry a fine-tuned
-/// encoder that then replaces `ckpt`'s weights).
-struct Exported {
-    enc_vs: nn::VarStore,
-    enc: crate::model::StGcn,
-    fc_vs: nn::VarStore,
-    fc: Option<nn::Linear>,
-}
-
-fn load_exported(
-    cfg: &Config,
-    ckpt: &Path,
-    classifier: Option<&Path>,
-    device: Device,
-) -> Result<Exported> {
-    let (enc_vs, enc) = load_encoder(cfg, Some(ckpt), device)?;
-    let fc_vs = nn::VarStore::new(device);
-    let fc = match classifier {
-        Some(p) => {
-            let (fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
-            if !enc_state.is_empty() {
-                crate::checkpoint::load_into(&enc_vs, "", &enc_state, p)?;
-            }
-            Some(fc)
-        }
-        None => None,
-    };
-    Ok(Exported {
-        enc_vs,
-        enc,
-        fc_vs,
-        fc,
-    })
-}
-
 /// Trace the encoder (and an optional classifier) into a TorchScript file.
 pub fn export_torchscript(
     cfg: &Config,
@@ -68,12 +33,12 @@ pub fn export_torchscript(
     opts: &ExportOptions,
     device: Device,
 ) -> Result<()> {
-    let Exported {
+    let ClassifierModel {
         mut enc_vs,
         enc,
         mut fc_vs,
         fc,
-    } = load_exported(cfg, ckpt, classifier, device)?;
+    } = load_with_classifier(cfg, Some(ckpt), classifier, device)?;
     // Traced weights become constants of the module: they must not require grad.
     enc_vs.freeze();
     fc_vs.freeze();
@@ -116,7 +81,7 @@ pub fn export_weights(
     out: &Path,
     format: WeightFormat,
 ) -> Result<()> {
-    let ex = load_exported(cfg, ckpt, classifier, Device::Cpu)?;
+    let ex = load_with_classifier(cfg, Some(ckpt), classifier, Device::Cpu)?;
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "pstl-encoder".to_string());
     let write = |path: &Path, tensors: &[(String, Tensor)]| match format {

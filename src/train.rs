@@ -257,7 +257,7 @@ impl Trainer {
 }
 
 /// One metrics row.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MetricsRow {
     /// Epoch (0-based).
     pub epoch: usize,
@@ -499,37 +499,8 @@ pub fn pretrain(
 
 /// Read a metrics CSV back (for plots after resume).
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
-    #[derive(serde::Deserialize)]
-    struct Row {
-        epoch: usize,
-        step: u64,
-        lr: f64,
-        loss: f64,
-        loss_matm: f64,
-        loss_csm: f64,
-        on_diag: f64,
-        off_diag: f64,
-        samples_per_s: f64,
-        seconds: f64,
-    }
     let mut r = csv::Reader::from_path(path)?;
-    let mut out = Vec::new();
-    for row in r.deserialize::<Row>() {
-        let r = row?;
-        out.push(MetricsRow {
-            epoch: r.epoch,
-            step: r.step,
-            lr: r.lr,
-            loss: r.loss,
-            loss_matm: r.loss_matm,
-            loss_csm: r.loss_csm,
-            on_diag: r.on_diag,
-            off_diag: r.off_diag,
-            samples_per_s: r.samples_per_s,
-            seconds: r.seconds,
-        });
-    }
-    Ok(out)
+    Ok(r.deserialize().collect::<std::result::Result<_, _>>()?)
 }
 
 fn plot_losses(path: &Path, rows: &[MetricsRow]) {

@@ -231,6 +231,46 @@ pub fn save_classifier(
     crate::checkpoint::write_safetensors(path, &tensors, &meta)
 }
 
+/// An encoder (from a checkpoint, or randomly initialised) and an optional classifier.
+pub struct ClassifierModel {
+    /// The encoder's variables.
+    pub enc_vs: nn::VarStore,
+    /// The encoder.
+    pub enc: crate::model::StGcn,
+    /// The classifier's variables (empty without one).
+    pub fc_vs: nn::VarStore,
+    /// The classifier.
+    pub fc: Option<nn::Linear>,
+}
+
+/// Load an encoder and, optionally, a classifier file; a classifier file that carries
+/// `encoder.*` (from fine-tuning) replaces the encoder's weights.
+pub fn load_with_classifier(
+    cfg: &Config,
+    ckpt: Option<&Path>,
+    classifier: Option<&Path>,
+    device: Device,
+) -> Result<ClassifierModel> {
+    let (enc_vs, enc) = load_encoder(cfg, ckpt, device)?;
+    let fc_vs = nn::VarStore::new(device);
+    let fc = match classifier {
+        Some(p) => {
+            let (fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
+            if !enc_state.is_empty() {
+                crate::checkpoint::load_into(&enc_vs, "", &enc_state, p)?;
+            }
+            Some(fc)
+        }
+        None => None,
+    };
+    Ok(ClassifierModel {
+        enc_vs,
+        enc,
+        fc_vs,
+        fc,
+    })
+}
+
 /// Load a classifier saved by [`save_classifier`]; returns the `fc` layer and, when
 /// the file carries one (fine-tuning), its encoder state.
 pub fn load_classifier(
@@ -629,27 +669,22 @@ pub fn robust(
 ) -> Result<Value> {
     let data = load_data(cfg)?;
     let layout = cfg.layout();
-    let (enc_vs, enc) = load_encoder(cfg, ckpt, device)?;
-    let fc_vs = nn::VarStore::new(device);
-    let (fc, cls_path) = match classifier_path {
-        Some(p) => {
-            let (fc, enc_state) = load_classifier(p, &fc_vs, cfg.model.feature_dim)?;
-            if !enc_state.is_empty() {
-                crate::checkpoint::load_into(&enc_vs, "", &enc_state, p)?;
-            }
-            (fc, p.to_path_buf())
-        }
+    let cls_path = match classifier_path {
+        Some(p) => p.to_path_buf(),
         None => {
             let lin_out = EvalOutput::new(&out.dir.join("linear"))?;
             linear_with_data(cfg, ckpt, device, &lin_out, &data)?;
-            let p = lin_out.dir.join("classifier.safetensors");
-            let (fc, _) = load_classifier(&p, &fc_vs, cfg.model.feature_dim)?;
-            (fc, p)
+            lin_out.dir.join("classifier.safetensors")
         }
     };
+    let model = load_with_classifier(cfg, ckpt, Some(&cls_path), device)?;
+    let (enc, fc) = (
+        &model.enc,
+        model.fc.as_ref().expect("a classifier was given"),
+    );
     let accuracy = |drop: &[usize]| -> f64 {
         let f = features(
-            &enc,
+            enc,
             &data.test_x,
             cfg.data.stream,
             &layout,

@@ -62,6 +62,10 @@ fn overrides_apply_and_are_checked() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("pretrain.epochs"), "{e}");
+    let e = Config::load(None, &["pretrain.checkpoint_every=0".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pretrain.checkpoint_every"), "{e}");
     let e = Config::load(None, &["noequals".into()])
         .unwrap_err()
         .to_string();
