@@ -6,6 +6,7 @@ mod common;
 mod config;
 mod data;
 mod eval;
+mod fidelity;
 mod interop;
 mod model;
 mod plot;
