@@ -116,7 +116,7 @@ have "$RUNS/transfer_ntu120_to_pku2/eval-transfer/results.json" || step "$PSTL" 
 echo "== 4. report"
 step "$PSTL" report "$RUNS" --out "$DATA/paper-table.md"
 
-echo "== estimated GPU time"
+echo "== estimated GPU hours (at the throughput of the device pstl bench runs on)"
 if [ -z "$RATE" ]; then
   [ -x "$PSTL" ] || { echo "$PSTL missing: build it, or pass --bench-rate" >&2; exit 1; }
   echo "+ $PSTL bench --config configs/ntu60_xsub_joint.toml --steps 20"
@@ -149,7 +149,7 @@ fi
       fwd = h((tr + te) / 9) * 4 + h(56 * te / 9)
       down = 3 * ft + semi + fwd
     }
-    printf "%-14s pretrain %7.1f GPU hours   downstream %7.1f GPU hours\n", name, pre, down
+    printf "%-14s pretrain %8.1f h   downstream %8.1f h\n", name, pre, down
     total += pre + down
   }
-  END { printf "total          %.1f GPU hours at %s samples/s (pretraining throughput)\n", total, r }'
+  END { printf "total          %.1f hours at %s samples/s (pretraining throughput)\n", total, r }'

@@ -206,7 +206,7 @@ pub enum Protocol {
     Transfer,
     /// Accuracy with joints missing at test time (body parts, k random joints).
     Robust,
-    /// Weighted sum of per-stream softmax scores.
+    /// Weighted sum of per-stream logits or softmax scores (eval.ensemble_mode).
     Ensemble,
 }
 

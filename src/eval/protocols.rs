@@ -736,6 +736,13 @@ pub fn robust(
 ) -> Result<Value> {
     let data = load_data(cfg)?;
     let layout = cfg.layout();
+    // Named part sets are checked before any training.
+    let part_sets = cfg
+        .eval
+        .robust_part_sets
+        .iter()
+        .map(|spec| part_set(&layout, spec))
+        .collect::<Result<Vec<_>>>()?;
     let cls_path = match classifier_path {
         Some(p) => p.to_path_buf(),
         None => {
@@ -770,8 +777,7 @@ pub fn robust(
         bars.push((name.to_string(), a));
     }
     let mut sets = serde_json::Map::new();
-    for spec in &cfg.eval.robust_part_sets {
-        let (name, joints) = part_set(&layout, spec)?;
+    for (name, joints) in part_sets {
         let a = accuracy(&joints);
         sets.insert(name.clone(), json!(a));
         bars.push((name, a));
