@@ -57,7 +57,9 @@ pub fn find_results(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let entries =
             std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
         for e in entries {
-            let path = e.with_context(|| format!("reading {}", dir.display()))?.path();
+            let path = e
+                .with_context(|| format!("reading {}", dir.display()))?
+                .path();
             if path.is_dir() {
                 walk(&path, out)?;
             } else if path.file_name().is_some_and(|n| n == "results.json") {
@@ -130,11 +132,23 @@ pub fn entries_of(v: &Value, source: &Path) -> Vec<Entry> {
             }
         }
         "transfer" => {
-            push("transfer", format!("linear, {stream}"), &v["linear"]["top1_best"]);
-            push("transfer", format!("fine-tune, {stream}"), &v["finetune"]["top1_best"]);
+            push(
+                "transfer",
+                format!("linear, {stream}"),
+                &v["linear"]["top1_best"],
+            );
+            push(
+                "transfer",
+                format!("fine-tune, {stream}"),
+                &v["finetune"]["top1_best"],
+            );
         }
         "robust" => {
-            push("missing", format!("{stream}, none missing"), &v["top1_full"]);
+            push(
+                "missing",
+                format!("{stream}, none missing"),
+                &v["top1_full"],
+            );
             for key in ["parts", "part_sets"] {
                 for (part, x) in v[key].as_object().into_iter().flatten() {
                     push("missing", format!("{stream}, {part}"), x);
@@ -147,7 +161,11 @@ pub fn entries_of(v: &Value, source: &Path) -> Vec<Entry> {
         "ensemble" => {
             let from = v["sources"][0]["protocol"].as_str().unwrap_or("linear");
             let mode = v["mode"].as_str().unwrap_or("softmax");
-            let section = if from == "finetune" { "finetune" } else { "linear" };
+            let section = if from == "finetune" {
+                "finetune"
+            } else {
+                "linear"
+            };
             push(section, "3-stream".to_string(), &v["top1"]);
             if let Some(e) = out.last_mut() {
                 e.row = format!("3-stream ({mode})");
@@ -161,10 +179,19 @@ pub fn entries_of(v: &Value, source: &Path) -> Vec<Entry> {
 const SECTIONS: [(&str, &str); 6] = [
     ("linear", "Linear evaluation"),
     ("finetune", "Fine-tune"),
-    ("semi", "Semi-supervised (fine-tune on a fraction of the labels)"),
+    (
+        "semi",
+        "Semi-supervised (fine-tune on a fraction of the labels)",
+    ),
     ("knn", "k-NN (cosine, frozen features)"),
-    ("transfer", "Transfer (encoder pretrained on another dataset)"),
-    ("missing", "Missing joints at test time (practical evaluation)"),
+    (
+        "transfer",
+        "Transfer (encoder pretrained on another dataset)",
+    ),
+    (
+        "missing",
+        "Missing joints at test time (practical evaluation)",
+    ),
 ];
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
@@ -223,7 +250,9 @@ pub fn render(entries: &[Entry]) -> String {
         }
         let mut rows: Vec<String> = cells.keys().map(|(r, _)| r.clone()).collect();
         for fixed in ["joint", "3-stream"] {
-            let has_paper = columns.iter().any(|c| published(section, fixed, c).is_some());
+            let has_paper = columns
+                .iter()
+                .any(|c| published(section, fixed, c).is_some());
             let present = rows
                 .iter()
                 .any(|r| !r.contains("random init") && r.split(" (").next() == Some(fixed));
@@ -268,8 +297,8 @@ pub fn render(entries: &[Entry]) -> String {
 pub fn report(dirs: &[PathBuf]) -> Result<String> {
     let mut entries = Vec::new();
     for path in find_results(dirs)? {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let v: Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not valid JSON", path.display()))?;
         entries.extend(entries_of(&v, &path));

@@ -100,7 +100,10 @@ fn matm_random_drop_is_one_draw_per_batch() {
     // The config switch (augment.per_sample) draws per sample.
     let y = matm_with(&x, m, true, &mut StdRng::seed_from_u64(1));
     let (pos, _) = matm_positions(&x, &y, m);
-    assert!(pos.iter().any(|p| p != &pos[0]), "per-sample draws all equal");
+    assert!(
+        pos.iter().any(|p| p != &pos[0]),
+        "per-sample draws all equal"
+    );
 }
 
 // Item 3: fine-tune and semi-supervised run the authors' 150 epochs (`ft_epoch`).
@@ -138,20 +141,34 @@ fn results_name_best_and_last_epoch() {
         cmd.args(["--set", &ov]);
     }
     let out = cmd
-        .args(["--set", "eval.linear_epochs=4", "--set", "eval.batch_size=4"])
+        .args([
+            "--set",
+            "eval.linear_epochs=4",
+            "--set",
+            "eval.batch_size=4",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains("best epoch") && stdout.contains("last epoch") && stdout.contains("per-sample"),
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("best epoch")
+            && stdout.contains("last epoch")
+            && stdout.contains("per-sample"),
         "summary does not say which figure it prints: {stdout}"
     );
     let path = dir.path().join("lin/eval-linear/results.json");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(v["headline"], "top1_best");
-    let (best, last) = (v["top1_best"].as_f64().unwrap(), v["top1_last"].as_f64().unwrap());
+    let (best, last) = (
+        v["top1_best"].as_f64().unwrap(),
+        v["top1_last"].as_f64().unwrap(),
+    );
     assert!(best >= last);
     // 15 test rows in batches of 4: the batch mean is its own figure, within [0, 100].
     let bm = v["top1_best_batch_mean"].as_f64().unwrap();
@@ -281,7 +298,9 @@ fn robust_removes_several_parts_at_once() {
 
     let (_, joints) = eval::part_set(&layout, "trunk, left_leg").unwrap();
     assert_eq!(joints, vec![0, 1, 2, 3, 20, 12, 13, 14, 15]);
-    let err = eval::part_set(&layout, "left_arm,tail").unwrap_err().to_string();
+    let err = eval::part_set(&layout, "left_arm,tail")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`tail`") && err.contains("right_leg"), "{err}");
 }
 
@@ -318,7 +337,10 @@ fn report_sets_results_beside_the_paper() {
         md.contains("| joint | 77.00 ± 1.41 (n=2) / 77.3 (-0.30) | – / 81.8 |"),
         "{md}"
     );
-    assert!(md.contains("| 3-stream (logits) | – / 87.1 | 88.00 / 93.9 (-5.90) |"), "{md}");
+    assert!(
+        md.contains("| 3-stream (logits) | – / 87.1 | 88.00 / 93.9 (-5.90) |"),
+        "{md}"
+    );
     assert!(md.contains("synthetic default"), "{md}");
     assert!(md.contains("| joint, 1% labels (random init) |"), "{md}");
     assert!(md.contains("12.50 / –"), "{md}");
@@ -355,7 +377,10 @@ fn reproduce_dry_run_prints_plan_and_gpu_hours() {
         "report",
         "GPU hours",
     ] {
-        assert!(text.contains(want), "`{want}` missing from the plan:\n{text}");
+        assert!(
+            text.contains(want),
+            "`{want}` missing from the plan:\n{text}"
+        );
     }
     // Nothing is run in a dry run.
     assert!(std::fs::read_dir(data.path()).unwrap().next().is_none());
