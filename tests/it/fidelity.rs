@@ -384,6 +384,19 @@ fn reproduce_dry_run_prints_plan_and_gpu_hours() {
     }
     // Nothing is run in a dry run.
     assert!(std::fs::read_dir(data.path()).unwrap().next().is_none());
+    // Resumable: what exists is kept.
+    let stores = data.path().join("stores");
+    std::fs::create_dir_all(&stores).unwrap();
+    std::fs::write(stores.join("ntu60_xsub.h5"), b"").unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("scripts/reproduce.sh"))
+        .args(["--dry-run", "--bench-rate", "400"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ntu60_xsub.h5 exists, skipped"), "{text}");
+    assert!(!text.contains("--dataset ntu60 --benchmark xsub"), "{text}");
     // A bad rate is an error.
     let out = Command::new("bash")
         .arg(root().join("scripts/reproduce.sh"))
