@@ -7,6 +7,7 @@ mod common;
 mod config;
 mod data;
 mod eval;
+mod fuzz;
 mod interop;
 mod model;
 mod plot;
