@@ -234,6 +234,7 @@ pub fn prepare_ntu(opts: &PrepareNtuOpts) -> Result<PrepareReport> {
     }
     report.train = writer.len("train")?;
     report.test = writer.len("test")?;
+    check_some_samples(&report, &opts.out)?;
     writer.finish()?;
     progress.finish();
     Ok(report.finish(start))
@@ -341,6 +342,7 @@ pub fn prepare_pku(opts: &PreparePkuOpts) -> Result<PrepareReport> {
     }
     report.train = writer.len("train")?;
     report.test = writer.len("test")?;
+    check_some_samples(&report, &opts.out)?;
     writer.finish()?;
     progress.finish();
     Ok(report.finish(start))
@@ -445,11 +447,34 @@ fn read_labels_any(path: &Path, split: &str) -> Result<(Vec<String>, Vec<i64>)> 
 }
 
 fn check_frames(frames: usize) -> Result<()> {
-    if frames == 0 {
-        Err(DataError::Invalid("frames must be positive".into()))
-    } else {
+    if (1..=MAX_FRAMES).contains(&frames) {
         Ok(())
+    } else {
+        Err(DataError::Invalid(format!(
+            "--frames {frames}: must be in 1..={MAX_FRAMES}"
+        )))
     }
+}
+
+/// Largest `--frames` (NTU's longest sequence has 300).
+pub const MAX_FRAMES: usize = 10_000;
+
+/// An empty store is an error (every file skipped, or none in either split); the
+/// temporary file is removed when the writer is dropped.
+fn check_some_samples(report: &PrepareReport, out: &Path) -> Result<()> {
+    if report.train + report.test > 0 {
+        return Ok(());
+    }
+    let first = report
+        .skipped
+        .first()
+        .map(|(f, why)| format!("; first: {f}: {why}"))
+        .unwrap_or_default();
+    Err(DataError::Invalid(format!(
+        "no sample for {}: {} file(s) skipped{first}",
+        out.display(),
+        report.skipped.len()
+    )))
 }
 
 /// Files `dir/*.ext`, sorted by name.
