@@ -218,6 +218,27 @@ fn cell(values: Option<&Vec<f64>>, paper: Option<f64>) -> String {
     }
 }
 
+/// Paper order of the rows: joint, motion, bone, 3-stream; within a stream nothing
+/// missing, the body parts, then k random joints by k.
+fn row_order(row: &str) -> (u8, u8, u64, String) {
+    let stream = ["joint", "motion", "bone", "3-stream"]
+        .iter()
+        .position(|s| row.starts_with(s))
+        .unwrap_or(4) as u8;
+    let (kind, k) = if row.contains("none missing") {
+        (0, 0)
+    } else if let Some(k) = row
+        .strip_suffix(" random joints")
+        .and_then(|r| r.rsplit(' ').next())
+        .and_then(|k| k.parse().ok())
+    {
+        (2, k)
+    } else {
+        (1, 0)
+    };
+    (stream, kind, k, row.to_string())
+}
+
 /// The Markdown report of `entries`.
 pub fn render(entries: &[Entry]) -> String {
     let mut md = String::from(
@@ -260,7 +281,7 @@ pub fn render(entries: &[Entry]) -> String {
                 rows.push(fixed.to_string());
             }
         }
-        rows.sort();
+        rows.sort_by_key(|r| row_order(r));
         rows.dedup();
         if rows.is_empty() {
             continue;
