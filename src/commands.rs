@@ -17,7 +17,7 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Some(t) = g.threads {
         let max = crate::config::max_threads();
         if t > max {
-            bail!("--threads {t}: at most {max} (4 x the cores of this machine; 0 = all cores)");
+            bail!("--threads {t}: at most {max} (0 = all cores)");
         }
     }
     match cli.command {

@@ -229,8 +229,12 @@ fn atomic_write(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    crate::io::remove_stale_temps(path);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
     // 0666 before the umask, like any Unix tool (tempfile's default is 0600).
     let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.{}.", std::process::id()))
+        .suffix(".tmp")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| DataError::io(dir, e))?;

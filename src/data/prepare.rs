@@ -400,13 +400,31 @@ pub fn prepare_npy(opts: &PrepareNpyOpts) -> Result<PrepareReport> {
     let sample_len = meta.sample_len();
     let mut writer = StoreWriter::create(&opts.out, &meta)?;
     let mut buf = Vec::new();
-    for (split, reader, names, y) in [
-        ("train", &mut train, &train_names, &train_y),
-        ("test", &mut test, &test_names, &test_y),
+    for (split, reader, names, y, file) in [
+        (
+            "train",
+            &mut train,
+            &train_names,
+            &train_y,
+            &opts.train_data,
+        ),
+        ("test", &mut test, &test_names, &test_y, &opts.test_data),
     ] {
-        for (names, y) in names.chunks(BLOCK).zip(y.chunks(BLOCK)) {
+        for (k, (names, y)) in names.chunks(BLOCK).zip(y.chunks(BLOCK)).enumerate() {
             buf.resize(y.len() * sample_len, 0.0);
             reader.read_f32(&mut buf)?;
+            // Nothing non-finite enters a store.
+            if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
+                let i = i / sample_len;
+                return Err(DataError::format(
+                    file,
+                    format!(
+                        "sample {} ({}) holds a non-finite value",
+                        k * BLOCK + i,
+                        names[i]
+                    ),
+                ));
+            }
             writer.append(split, &buf, y, names)?;
         }
     }

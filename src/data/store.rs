@@ -174,8 +174,13 @@ impl StoreWriter {
             .file_name()
             .ok_or_else(|| DataError::format(path, "store path has no file name"))?;
         // 0666 before the umask, like any Unix tool (tempfile's default is 0600).
+        crate::io::remove_stale_temps(path);
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", file_name.to_string_lossy()))
+            .prefix(&format!(
+                ".{}.{}.",
+                file_name.to_string_lossy(),
+                std::process::id()
+            ))
             .suffix(".tmp")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(&dir)

@@ -874,3 +874,41 @@ fn outputs_follow_the_umask() {
         }
     }
 }
+
+#[test]
+fn temporaries_of_killed_runs_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.npy");
+    // A pid above Linux's maximum (2^22) is never running; ours is.
+    let dead = dir.path().join(".f.npy.99999999.x1.tmp");
+    let live = dir
+        .path()
+        .join(format!(".f.npy.{}.x2.tmp", std::process::id()));
+    let other = dir.path().join(".g.npy.99999999.x3.tmp");
+    for p in [&dead, &live, &other] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    pstl::data::npy::write_npy_f32(&out, &[1.0, 2.0], &[2]).unwrap();
+    assert!(out.exists());
+    assert!(!dead.exists(), "stale temporary kept");
+    assert!(live.exists(), "a live writer's temporary was removed");
+    assert!(other.exists(), "another file's temporary was removed");
+}
+
+#[test]
+fn last_batch_of_one_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.h5");
+    let meta = StoreMeta::new("synthetic", "default", 3, 50, "batch of one");
+    write_store(&store, &meta, &split(17, 50, None), &split(2, 50, None)).unwrap();
+    let mut cfg = tiny_config(&store, dir.path(), "b1");
+    cfg.pretrain.epochs = 1;
+    cfg.pretrain.log_every = 100;
+    let run_dir = dir.path().join("b1");
+    let opts = pstl::train::PretrainOptions::default();
+    let report = pstl::train::pretrain(&cfg, tch::Device::Cpu, &run_dir, &opts).unwrap();
+    assert!(report.final_loss.is_finite());
+    // 17 samples in batches of 16: one step, the lone 17th sample is left out.
+    let rows = pstl::train::read_metrics(&run_dir.join("metrics.csv")).unwrap();
+    assert_eq!(rows.last().map(|r| r.step), Some(1), "{rows:?}");
+}
