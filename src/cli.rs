@@ -310,19 +310,25 @@ pub struct BenchArgs {
     pub steps: usize,
 }
 
-/// Resolve a config with the global overrides applied.
+/// Resolve a config with the global overrides applied; a bad value names the option
+/// it came from (`--set k=v`, `--device`, `--threads`, `--seed`).
 pub fn resolve_config(opts: &ConfigOpts, global: &GlobalOpts) -> Result<Config> {
-    let mut overrides = opts.overrides.clone();
+    let mut overrides: Vec<(String, String)> = opts
+        .overrides
+        .iter()
+        .map(|ov| (format!("--set {ov}"), ov.clone()))
+        .collect();
     if let Some(d) = &global.device {
-        overrides.push(format!("run.device=\"{d}\""));
+        let quoted = toml::Value::String(d.clone()).to_string();
+        overrides.push((format!("--device {d}"), format!("run.device={quoted}")));
     }
     if let Some(t) = global.threads {
-        overrides.push(format!("run.threads={t}"));
+        overrides.push((format!("--threads {t}"), format!("run.threads={t}")));
     }
     if let Some(s) = global.seed {
-        overrides.push(format!("run.seed={s}"));
+        overrides.push((format!("--seed {s}"), format!("run.seed={s}")));
     }
-    Ok(Config::load(opts.config.as_deref(), &overrides)?)
+    Ok(Config::load_labelled(opts.config.as_deref(), &overrides)?)
 }
 
 /// Create `dir`, and write the resolved config and the command line into it.
@@ -351,6 +357,23 @@ fn shell_join(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An error and its causes on one line, `outer: cause: ...`, leaving out a cause whose
+/// text the line holds already (OS and HDF5 errors that quote their source).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Parse and run.

@@ -14,12 +14,19 @@ use std::time::Instant;
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let g = cli.global.clone();
+    if let Some(t) = g.threads {
+        let max = crate::config::max_threads();
+        if t > max {
+            bail!("--threads {t}: at most {max} (0 = all cores)");
+        }
+    }
     match cli.command {
         Command::Prepare(p) => {
             set_threads(g.threads.unwrap_or(0));
             prepare(p)
         }
         Command::Synth(a) => {
+            check_synth_args(&a)?;
             set_threads(g.threads.unwrap_or(0));
             let opts = crate::data::synth::SynthOpts {
                 classes: a.classes,
@@ -32,6 +39,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Pretrain(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
+            if a.resume {
+                crate::preflight::require_checkpoint(&cfg)?;
+            }
             let opts = crate::train::PretrainOptions {
                 resume: !a.fresh,
                 init: a.init,
@@ -41,6 +51,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(a) => run_eval(a, &g),
         Command::Embed(a) => {
+            if a.batch_size == 0 {
+                bail!("--batch-size 0: must be at least 1");
+            }
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
             crate::export::embed(
@@ -61,6 +74,11 @@ pub fn run(cli: Cli) -> Result<()> {
             let device = setup(&cfg)?;
             if a.torchscript.is_none() && a.safetensors.is_none() && a.pt.is_none() {
                 bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors and/or --pt OUT.pt");
+            }
+            for (flag, v) in [("--frames", a.frames), ("--persons", a.persons)] {
+                if !(1..=100_000).contains(&v) {
+                    bail!("{flag} {v}: must be in 1..=100000");
+                }
             }
             if let Some(out) = &a.torchscript {
                 let opts = crate::export::ExportOptions {
@@ -105,6 +123,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(a) => {
+            if a.steps == 0 {
+                bail!("--steps 0: must be at least 1");
+            }
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
             bench(&cfg, device, a.steps)
@@ -204,6 +225,23 @@ fn prepare(p: PrepareCmd) -> Result<()> {
     Ok(())
 }
 
+/// `synth` flags: class count within the generator's, at least one sample per class.
+fn check_synth_args(a: &crate::cli::SynthArgs) -> Result<()> {
+    use crate::data::synth::MAX_CLASSES;
+    if !(1..=MAX_CLASSES).contains(&a.classes) {
+        bail!("--classes {}: must be in 1..={MAX_CLASSES}", a.classes);
+    }
+    for (flag, v) in [
+        ("--train-per-class", a.train_per_class),
+        ("--test-per-class", a.test_per_class),
+    ] {
+        if !(1..=1_000_000).contains(&v) {
+            bail!("{flag} {v}: must be in 1..=1000000");
+        }
+    }
+    Ok(())
+}
+
 /// Generate the synthetic dataset into an HDF5 store.
 pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<()> {
     let t0 = Instant::now();
@@ -236,8 +274,6 @@ pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<(
 /// linear probe against a random-init encoder when `eval.after_pretrain` is set.
 pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Result<()> {
     let run_dir = cfg.run.dir.join(&cfg.run.name);
-    crate::cli::prepare_run_dir(&run_dir, cfg)?;
-    let device = setup(cfg)?;
     if !cfg.data.path.exists() {
         if !cfg.data.synth.create_if_missing {
             bail!(
@@ -257,6 +293,13 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
             },
         )?;
     }
+    // Every check before the run directory is touched.
+    let start = crate::preflight::check_pretrain(cfg, &run_dir, opts)?;
+    if let crate::preflight::Start::Complete(epoch) = start {
+        return finished_run(cfg, &run_dir, epoch);
+    }
+    crate::cli::prepare_run_dir(&run_dir, cfg)?;
+    let device = setup(cfg)?;
     eprintln!(
         "pretrain: run {} on {} with {} thread(s), data {}",
         run_dir.display(),
@@ -280,68 +323,110 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
         return Ok(());
     }
     if cfg.eval.after_pretrain {
-        let data = crate::eval::load_data(cfg)?;
-        let t0 = Instant::now();
-        let trained_out = EvalOutput::new(&run_dir.join("eval-linear"))?;
-        let trained =
-            crate::eval::linear_with_data(cfg, Some(&report.encoder), device, &trained_out, &data)?;
-        let random_out = EvalOutput::new(&run_dir.join("eval-linear-random-init"))?;
-        let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
-        // k-NN on eval-mode features: one forward pass over both splits per encoder.
-        let knn = |ckpt: Option<&Path>| -> Result<Vec<f64>> {
-            let (_vs, enc) = crate::eval::load_encoder(cfg, ckpt, device)?;
-            let (tr, te) = crate::eval::split_features(&enc, &data, cfg, device);
-            Ok(crate::eval::knn_accuracy(
-                &tr,
-                &data.train_y,
-                &te,
-                &data.test_y,
-                data.num_classes,
-                &cfg.eval.knn_k,
-            ))
-        };
-        let (knn_trained, knn_random) = (knn(Some(&report.encoder))?, knn(None)?);
-        let results = json!({
-            "linear_top1": trained["top1_last"],
-            "linear_top1_best": trained["top1_best"],
-            "random_init_linear_top1": random["top1_last"],
-            "random_init_linear_top1_best": random["top1_best"],
-            "knn_k": cfg.eval.knn_k,
-            "knn_top1": knn_trained,
-            "random_init_knn_top1": knn_random,
-            "final_loss": report.final_loss,
-            "pretrain_seconds": report.seconds,
-            "probe_seconds": t0.elapsed().as_secs_f64(),
-            "encoder": report.encoder.display().to_string(),
-        });
-        crate::io::atomic_write(
-            &run_dir.join("results.json"),
-            serde_json::to_string_pretty(&results)?.as_bytes(),
+        probe_after_pretrain(
+            cfg,
+            device,
+            &run_dir,
+            &report.encoder,
+            report.final_loss,
+            Some(report.seconds),
         )?;
-        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "linear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
-            cfg.eval.linear_epochs,
-            f(&trained, "top1_last"),
-            f(&trained, "top1_best"),
-            f(&random, "top1_last"),
-            f(&random, "top1_best"),
-        );
-        let ks: Vec<String> = cfg.eval.knn_k.iter().map(|k| k.to_string()).collect();
-        let pct = |v: &[f64]| {
-            v.iter()
-                .map(|a| format!("{a:.2}%"))
-                .collect::<Vec<_>>()
-                .join(" / ")
-        };
-        println!(
-            "k-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
-            ks.join(" / "),
-            pct(&knn_trained),
-            pct(&knn_random),
-            run_dir.join("results.json").display()
-        );
     }
+    Ok(())
+}
+
+/// A rerun of a finished run: nothing is trained and nothing rewritten; only a missing
+/// `results.json` (a run killed during the probe) is made, from the logged final loss.
+fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize) -> Result<()> {
+    println!(
+        "pretrain: run {} is complete ({epoch} of {} epochs); nothing to train. \
+         Add --fresh to start over, or raise pretrain.epochs to continue.",
+        run_dir.display(),
+        cfg.pretrain.epochs
+    );
+    let results = run_dir.join("results.json");
+    if !cfg.eval.after_pretrain || results.exists() {
+        if results.exists() {
+            println!("pretrain: results in {}", results.display());
+        }
+        return Ok(());
+    }
+    let metrics = crate::train::read_metrics(&run_dir.join("metrics.csv")).unwrap_or_default();
+    let final_loss = metrics.last().map_or(f64::NAN, |r| r.loss);
+    let device = setup(cfg)?;
+    let encoder = run_dir.join("encoder.safetensors");
+    probe_after_pretrain(cfg, device, run_dir, &encoder, final_loss, None)
+}
+
+/// The linear probe on the pretrained and on a random-init encoder; `results.json`.
+fn probe_after_pretrain(
+    cfg: &Config,
+    device: tch::Device,
+    run_dir: &Path,
+    encoder: &Path,
+    final_loss: f64,
+    pretrain_seconds: Option<f64>,
+) -> Result<()> {
+    let data = crate::eval::load_data(cfg)?;
+    let t0 = Instant::now();
+    let trained_out = EvalOutput::new(&run_dir.join("eval-linear"))?;
+    let trained = crate::eval::linear_with_data(cfg, Some(encoder), device, &trained_out, &data)?;
+    let random_out = EvalOutput::new(&run_dir.join("eval-linear-random-init"))?;
+    let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
+    // k-NN on eval-mode features: one forward pass over both splits per encoder.
+    let knn = |ckpt: Option<&Path>| -> Result<Vec<f64>> {
+        let (_vs, enc) = crate::eval::load_encoder(cfg, ckpt, device)?;
+        let (tr, te) = crate::eval::split_features(&enc, &data, cfg, device)?;
+        Ok(crate::eval::knn_accuracy(
+            &tr,
+            &data.train_y,
+            &te,
+            &data.test_y,
+            data.num_classes,
+            &cfg.eval.knn_k,
+        ))
+    };
+    let (knn_trained, knn_random) = (knn(Some(encoder))?, knn(None)?);
+    let results = json!({
+        "linear_top1": trained["top1_last"],
+        "linear_top1_best": trained["top1_best"],
+        "random_init_linear_top1": random["top1_last"],
+        "random_init_linear_top1_best": random["top1_best"],
+        "knn_k": cfg.eval.knn_k,
+        "knn_top1": knn_trained,
+        "random_init_knn_top1": knn_random,
+        "final_loss": final_loss,
+        "pretrain_seconds": pretrain_seconds,
+        "probe_seconds": t0.elapsed().as_secs_f64(),
+        "encoder": encoder.display().to_string(),
+    });
+    crate::io::atomic_write(
+        &run_dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "linear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
+        cfg.eval.linear_epochs,
+        f(&trained, "top1_last"),
+        f(&trained, "top1_best"),
+        f(&random, "top1_last"),
+        f(&random, "top1_best"),
+    );
+    let ks: Vec<String> = cfg.eval.knn_k.iter().map(|k| k.to_string()).collect();
+    let pct = |v: &[f64]| {
+        v.iter()
+            .map(|a| format!("{a:.2}%"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "k-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
+        ks.join(" / "),
+        pct(&knn_trained),
+        pct(&knn_random),
+        run_dir.join("results.json").display()
+    );
     Ok(())
 }
 
@@ -354,7 +439,6 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| cfg.run.dir.join(&cfg.run.name).join(format!("eval-{name}")));
-    crate::cli::prepare_run_dir(&dir, &cfg)?;
     let out = EvalOutput::new(&dir)?;
     let ckpt = a.checkpoint.as_deref();
     let v = match a.protocol {
@@ -373,6 +457,8 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
             crate::eval::ensemble(&cfg, &a.scores, &weights, &out)?
         }
     };
+    // Written once the protocol succeeded: a failed command leaves the old one.
+    crate::cli::prepare_run_dir(&dir, &cfg)?;
     println!(
         "eval {name}: {} (details in {})",
         summary(&v),

@@ -22,6 +22,7 @@ pub mod masking;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod preflight;
 pub mod progress;
 pub mod report;
 pub mod stream;

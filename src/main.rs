@@ -2,7 +2,7 @@
 
 fn main() {
     if let Err(e) = pstl::cli::main() {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", pstl::cli::error_chain(&e));
         std::process::exit(1);
     }
 }

@@ -414,7 +414,8 @@ pub fn pretrain(
             batch_size: cfg.pretrain.batch_size,
             shuffle: true,
             seed: cfg.run.seed,
-            drop_last: false,
+            // A last batch of one sample has no batch statistics: skipped.
+            drop_last: store.len("train")? % cfg.pretrain.batch_size == 1,
             prefetch: cfg.data.prefetch,
             memory_budget_bytes: cfg.data.memory_budget_mb << 20,
         },

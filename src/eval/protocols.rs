@@ -1,6 +1,8 @@
 //! The protocols themselves; see the module header of `eval`.
 
-use super::{classifier, confusion, features, load_data, load_encoder, topk_accuracy, EvalData};
+use super::{
+    check_finite, classifier, confusion, features, load_data, load_encoder, topk_accuracy, EvalData,
+};
 use crate::augment::augment;
 use crate::config::{Config, EnsembleMode};
 use crate::optim::{cosine, Adam};
@@ -113,6 +115,7 @@ impl EvalOutput {
         y: &Tensor,
         classes: i64,
     ) -> Result<()> {
+        check_finite(logits, &format!("{prefix}test scores"))?;
         let logits = logits
             .to_device(Device::Cpu)
             .to_kind(Kind::Float)
@@ -354,7 +357,7 @@ pub fn split_features(
     data: &EvalData,
     cfg: &Config,
     device: Device,
-) -> (Tensor, Tensor) {
+) -> Result<(Tensor, Tensor)> {
     let layout = cfg.layout();
     let f = |x: &Tensor| {
         features(
@@ -367,7 +370,10 @@ pub fn split_features(
             device,
         )
     };
-    (f(&data.train_x), f(&data.test_x))
+    let (train_f, test_f) = (f(&data.train_x), f(&data.test_x));
+    check_finite(&train_f, "features of the train split")?;
+    check_finite(&test_f, "features of the test split")?;
+    Ok((train_f, test_f))
 }
 
 /// `{"dataset": .., "benchmark": .., "num_classes": ..}` from the store's attributes
@@ -415,7 +421,7 @@ pub fn linear_with_data(
 ) -> Result<Value> {
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
     eprintln!("linear: encoder frozen; features computed once and cached (no augmentation)");
-    let (train_f, test_f) = split_features(&enc, data, cfg, device);
+    let (train_f, test_f) = split_features(&enc, data, cfg, device)?;
     let (fc_vs, _fc, res, logits) = train_linear_on_features(
         &train_f,
         &data.train_y,
@@ -440,7 +446,7 @@ pub fn linear_with_data(
 pub fn knn(cfg: &Config, ckpt: Option<&Path>, device: Device, out: &EvalOutput) -> Result<Value> {
     let data = load_data(cfg)?;
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
-    let (train_f, test_f) = split_features(&enc, &data, cfg, device);
+    let (train_f, test_f) = split_features(&enc, &data, cfg, device)?;
     let accs = knn_accuracy(
         &train_f,
         &data.train_y,
@@ -879,11 +885,14 @@ pub fn ensemble(
             weights.len()
         );
     }
+    crate::config::check_weights(weights)
+        .map_err(|why| anyhow::anyhow!("--weights {weights:?}: {why}"))?;
     let store = crate::data::store::Store::open(&cfg.data.path)?;
     let y = Tensor::from_slice(store.labels("test")?);
     let mut total: Option<Tensor> = None;
     let mut single = serde_json::Map::new();
     let mut sources = Vec::new();
+    let mut classes = None;
     for (path, w) in scores.iter().zip(weights) {
         // The protocol and stream of the scores, from the results.json beside them.
         let sibling = path.with_file_name("results.json");
@@ -897,14 +906,24 @@ pub fn ensemble(
             "stream": info["stream"],
         }));
         let (data, shape) = crate::data::npy::read_npy_f32(path)?;
-        if shape.len() != 2 || shape[0] as i64 != y.size()[0] {
+        if shape.len() != 2 || shape[0] as i64 != y.size()[0] || shape[1] == 0 {
             bail!(
                 "{}: expected scores of shape ({}, classes), got {shape:?}",
                 path.display(),
                 y.size()[0]
             );
         }
+        let (first, c) = *classes.get_or_insert((path, shape[1]));
+        if c != shape[1] {
+            bail!(
+                "{}: {} classes, but {} has {c}: the scores must come from one dataset",
+                path.display(),
+                shape[1],
+                first.display()
+            );
+        }
         let s = Tensor::from_slice(&data).view([shape[0] as i64, shape[1] as i64]);
+        check_finite(&s, &path.display().to_string())?;
         single.insert(path.display().to_string(), json!(topk_accuracy(&s, &y, 1)));
         let p = match cfg.eval.ensemble_mode {
             EnsembleMode::Logits => s * *w,
@@ -915,7 +934,9 @@ pub fn ensemble(
             None => p,
         });
     }
-    let total = total.expect("at least one score file");
+    let Some(total) = total else {
+        bail!("ensemble: no scores file");
+    };
     let top1 = topk_accuracy(&total, &y, 1);
     let classes = total.size()[1];
     out.write_scores("ensemble_", &total, &y, classes)?;
