@@ -638,6 +638,14 @@ impl Config {
             w.len() == 3 && check_weights(w).is_ok(),
             "need 3 finite weights >= 0, not all 0 (joint, motion, bone)",
         );
+        for spec in &e.robust_part_sets {
+            c.check(
+                "eval.robust_part_sets",
+                spec,
+                crate::eval::part_set(&self.layout(), spec).is_ok(),
+                "comma-separated body parts: left_arm, right_arm, left_leg, right_leg, trunk",
+            );
+        }
     }
 
     /// Checks that need the data: MATM must leave frames (`T > 2 * mask_frame`), CSM and

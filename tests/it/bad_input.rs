@@ -317,6 +317,16 @@ fn config_rows() -> Vec<Row> {
             "eval.ensemble_weights",
         ),
         set(
+            "unknown body part",
+            "eval.robust_part_sets=[\"left_arm,tail\"]",
+            "eval.robust_part_sets",
+        ),
+        set(
+            "unknown ensemble mode",
+            "eval.ensemble_mode=\"max\"",
+            "ensemble_mode",
+        ),
+        set(
             "synthetic classes 61",
             "data.synth.classes=61",
             "data.synth.classes",
