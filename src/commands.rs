@@ -11,13 +11,24 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Print a command's final summary on stdout: the text line, or with `--json` the
+/// summary as one JSON object (the text then goes to the log).
+pub fn report(g: &GlobalOpts, text: &str, v: serde_json::Value) {
+    if g.json {
+        tracing::info!("{text}");
+        println!("{v}");
+    } else {
+        println!("{text}");
+    }
+}
+
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let g = cli.global.clone();
     match cli.command {
         Command::Prepare(p) => {
             set_threads(g.threads.unwrap_or(0));
-            prepare(p)
+            prepare(p, &g)
         }
         Command::Synth(a) => {
             set_threads(g.threads.unwrap_or(0));
@@ -28,7 +39,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 seed: g.seed.unwrap_or(1),
                 frames: crate::data::FRAMES,
             };
-            write_synth(&a.out, &opts)
+            let v = write_synth(&a.out, &opts)?;
+            let text = format!(
+                "synth: {} classes, {} train / {} test samples written to {} in {:.1}s",
+                opts.classes,
+                v["train"],
+                v["test"],
+                a.out.display(),
+                v["seconds"].as_f64().unwrap_or(f64::NAN)
+            );
+            report(&g, &text, v);
+            Ok(())
         }
         Command::Pretrain(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
@@ -37,7 +58,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 init: a.init,
                 stop_after: a.stop_after,
             };
-            run_pretrain(&cfg, &opts)
+            run_pretrain(&cfg, &opts, &g)
         }
         Command::Eval(a) => run_eval(a, &g),
         Command::Embed(a) => {
@@ -53,15 +74,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 a.batch_size,
                 device,
             )?;
-            println!("embed: features written to {}", a.output.display());
+            let text = format!("embed: features written to {}", a.output.display());
+            report(&g, &text, json!({"command": "embed", "output": a.output}));
             Ok(())
         }
         Command::Export(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            if a.torchscript.is_none() && a.safetensors.is_none() && a.pt.is_none() {
-                bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors and/or --pt OUT.pt");
+            if a.torchscript.is_none() && a.safetensors.is_none() && a.pt.is_none() && a.hub.is_none()
+            {
+                bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors, --pt OUT.pt and/or --hub DIR");
             }
+            let mut written = serde_json::Map::new();
+            let mut lines = Vec::new();
             if let Some(out) = &a.torchscript {
                 let opts = crate::export::ExportOptions {
                     frames: a.frames,
@@ -76,14 +101,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     &opts,
                     device,
                 )?;
-                println!(
+                written.insert("torchscript".into(), json!(out));
+                lines.push(format!(
                     "export: TorchScript written to {} (input (N, 3, {}, {}, {}) on {}, batch size free)",
                     out.display(),
                     a.frames,
                     cfg.layout().num_joints,
                     a.persons,
                     device_name(device)
-                );
+                ));
             }
             use crate::export::WeightFormat;
             let weights = [
@@ -99,15 +125,35 @@ pub fn run(cli: Cli) -> Result<()> {
                         out,
                         fmt,
                     )?;
-                    println!("export: official-key {what} written to {}", out.display());
+                    written.insert(what.into(), json!(out));
+                    lines.push(format!("export: official-key {what} written to {}", out.display()));
                 }
             }
+            if let Some(dir) = &a.hub {
+                let opts = crate::export::hub::HubOptions {
+                    frames: a.frames,
+                    persons: a.persons,
+                    stream: a.stream,
+                    results: a.results.clone(),
+                };
+                crate::export::hub::export_hub(&cfg, &a.checkpoint, a.classifier.as_deref(), dir, &opts)?;
+                written.insert("hub".into(), json!(dir));
+                lines.push(format!(
+                    "export: hub directory {} (model.safetensors, config.json, README.md)",
+                    dir.display()
+                ));
+            }
+            written.insert("command".into(), json!("export"));
+            report(&g, &lines.join("\n"), serde_json::Value::Object(written));
             Ok(())
         }
         Command::Bench(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            bench(&cfg, device, a.steps)
+            bench(&cfg, device, a.steps, &g)
+        }
+        Command::Completions { shell } => {
+            crate::cli::write_completions(shell, &mut std::io::stdout().lock())
         }
     }
 }
@@ -118,7 +164,7 @@ fn setup(cfg: &Config) -> Result<tch::Device> {
     resolve_device(&cfg.run.device)
 }
 
-fn prepare(p: PrepareCmd) -> Result<()> {
+fn prepare(p: PrepareCmd, g: &GlobalOpts) -> Result<()> {
     use crate::data::prepare;
     let progress = crate::progress::Progress::is_terminal();
     let report = match p {
@@ -133,8 +179,8 @@ fn prepare(p: PrepareCmd) -> Result<()> {
         } => prepare::prepare_ntu(&prepare::PrepareNtuOpts {
             raw,
             out,
-            benchmark,
-            dataset,
+            benchmark: crate::cli::value_name(&benchmark),
+            dataset: crate::cli::value_name(&dataset),
             ignore,
             frames,
             skip_bad,
@@ -176,7 +222,10 @@ fn prepare(p: PrepareCmd) -> Result<()> {
             benchmark,
         })?,
     };
-    println!(
+    for (file, why) in &report.skipped {
+        tracing::warn!("skipped {file}: {why}");
+    }
+    let text = format!(
         "prepare: {} file(s), {} parsed, {} ignored, {} skipped; {} train / {} test samples in {:.1}s ({:.0} files/s)",
         report.files,
         report.parsed,
@@ -187,14 +236,17 @@ fn prepare(p: PrepareCmd) -> Result<()> {
         report.seconds,
         report.files_per_sec
     );
-    for (file, why) in &report.skipped {
-        eprintln!("skipped {file}: {why}");
-    }
+    let v = json!({
+        "command": "prepare", "files": report.files, "parsed": report.parsed,
+        "ignored": report.ignored, "skipped": report.skipped.len(), "train": report.train,
+        "test": report.test, "seconds": report.seconds, "files_per_sec": report.files_per_sec,
+    });
+    crate::commands::report(g, &text, v);
     Ok(())
 }
 
-/// Generate the synthetic dataset into an HDF5 store.
-pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<()> {
+/// Generate the synthetic dataset into an HDF5 store; returns the summary.
+pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     let (train, test) = crate::data::synth::generate(opts);
     let meta = StoreMeta::new(
@@ -212,18 +264,19 @@ pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<(
     let (ntrain, ntest) = (train.y.len(), test.y.len());
     write_store(out, &meta, &to_split(train), &to_split(test))
         .with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "synth: {} classes, {ntrain} train / {ntest} test samples written to {} in {:.1}s",
-        opts.classes,
-        out.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(json!({
+        "command": "synth", "classes": opts.classes, "train": ntrain, "test": ntest,
+        "out": out, "seconds": t0.elapsed().as_secs_f64(),
+    }))
 }
 
 /// `pstl pretrain`: data (synthetic if configured and missing), training, and the
 /// linear probe against a random-init encoder when `eval.after_pretrain` is set.
-pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Result<()> {
+pub fn run_pretrain(
+    cfg: &Config,
+    opts: &crate::train::PretrainOptions,
+    g: &GlobalOpts,
+) -> Result<()> {
     let run_dir = cfg.run.dir.join(&cfg.run.name);
     crate::cli::prepare_run_dir(&run_dir, cfg)?;
     let device = setup(cfg)?;
@@ -246,7 +299,7 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
             },
         )?;
     }
-    eprintln!(
+    tracing::info!(
         "pretrain: run {} on {} with {} thread(s), data {}",
         run_dir.display(),
         device_name(device),
@@ -254,18 +307,24 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
         cfg.data.path.display()
     );
     let report = pretrain(cfg, device, &run_dir, opts)?;
-    println!(
+    let mut text = format!(
         "pretrain: {} epoch(s) in {:.1}s, final loss {:.4}, encoder {}",
         report.epochs_run,
         report.seconds,
         report.final_loss,
         report.encoder.display()
     );
+    let mut v = json!({
+        "command": "pretrain", "epochs_run": report.epochs_run,
+        "epochs_done": report.epochs_done, "seconds": report.seconds,
+        "final_loss": report.final_loss, "encoder": report.encoder,
+    });
     if report.epochs_done < cfg.pretrain.epochs {
-        println!(
-            "pretrain: stopped after epoch {}; continue with --resume",
+        text += &format!(
+            "\npretrain: stopped after epoch {}; continue with --resume",
             report.epochs_done
         );
+        crate::commands::report(g, &text, v);
         return Ok(());
     }
     if cfg.eval.after_pretrain {
@@ -290,13 +349,15 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
             &run_dir.join("results.json"),
             serde_json::to_string_pretty(&results)?.as_bytes(),
         )?;
-        println!(
-            "linear probe top-1: PSTL {:.2}% vs random-init {:.2}% (results in {})",
+        text += &format!(
+            "\nlinear probe top-1: PSTL {:.2}% vs random-init {:.2}% (results in {})",
             trained["top1_last"].as_f64().unwrap_or(f64::NAN),
             random["top1_last"].as_f64().unwrap_or(f64::NAN),
             run_dir.join("results.json").display()
         );
+        v["results"] = results;
     }
+    crate::commands::report(g, &text, v);
     Ok(())
 }
 
@@ -327,11 +388,19 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
             crate::eval::ensemble(&cfg, &a.scores, &weights, &out)?
         }
     };
-    println!(
+    let text = format!(
         "eval {name}: {} (details in {})",
         summary(&v),
         dir.join("results.json").display()
     );
+    let mut out = serde_json::Map::new();
+    out.insert("command".into(), json!("eval"));
+    out.insert("protocol".into(), json!(name));
+    out.insert("results".into(), json!(dir.join("results.json")));
+    if let Some(obj) = v.as_object() {
+        out.extend(obj.iter().filter(|(k, _)| *k != "config").map(|(k, x)| (k.clone(), x.clone())));
+    }
+    report(g, &text, serde_json::Value::Object(out));
     Ok(())
 }
 
@@ -359,7 +428,7 @@ fn summary(v: &serde_json::Value) -> String {
 }
 
 /// Pretraining throughput on random batches.
-fn bench(cfg: &Config, device: tch::Device, steps: usize) -> Result<()> {
+fn bench(cfg: &Config, device: tch::Device, steps: usize, g: &GlobalOpts) -> Result<()> {
     let mut trainer = Trainer::new(cfg, device);
     let b = cfg.pretrain.batch_size as i64;
     let v = cfg.layout().num_joints as i64;
@@ -374,7 +443,7 @@ fn bench(cfg: &Config, device: tch::Device, steps: usize) -> Result<()> {
     }
     let loss = last.map(|l| l.double_value(&[])).unwrap_or(f64::NAN);
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    let text = format!(
         "bench: {steps} steps of batch {b} on {} ({} threads, projector {}): {:.3} s/step, {:.1} samples/s (last loss {loss:.3})",
         device_name(device),
         tch::get_num_threads(),
@@ -382,5 +451,11 @@ fn bench(cfg: &Config, device: tch::Device, steps: usize) -> Result<()> {
         secs / steps.max(1) as f64,
         (steps as f64 * b as f64) / secs
     );
+    let v = json!({
+        "command": "bench", "steps": steps, "batch_size": b, "device": device_name(device),
+        "threads": tch::get_num_threads(), "seconds_per_step": secs / steps.max(1) as f64,
+        "samples_per_sec": (steps as f64 * b as f64) / secs, "last_loss": loss,
+    });
+    report(g, &text, v);
     Ok(())
 }

@@ -4,13 +4,13 @@
 //! more at random).
 
 use crate::model::Layout;
-use rand::rngs::StdRng;
+use crate::rng::PstlRng;
 use rand::seq::SliceRandom;
 use tch::{Kind, Tensor};
 
 /// Draw `k` entries without replacement from the degree-weighted joint list (a joint
 /// appears `deg(j)` times), as the authors do: the result may contain duplicates.
-pub fn csm_draw(layout: &Layout, k: usize, rng: &mut StdRng) -> Vec<usize> {
+pub fn csm_draw(layout: &Layout, k: usize, rng: &mut PstlRng) -> Vec<usize> {
     let pool: Vec<usize> = layout
         .degrees()
         .iter()
@@ -33,7 +33,7 @@ pub fn motion_score(x: &Tensor) -> Tensor {
 
 /// MATM: keep the `T - m` frames of lowest motion in time order, then drop `m` of
 /// those uniformly at random (per sample). Output `(N, C, T - 2m, V, M)`.
-pub fn matm(x: &Tensor, m: i64, rng: &mut StdRng) -> Tensor {
+pub fn matm(x: &Tensor, m: i64, rng: &mut PstlRng) -> Tensor {
     let size = x.size();
     let (n, t) = (size[0], size[2]);
     assert!(

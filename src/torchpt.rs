@@ -15,19 +15,18 @@
 //!   callable — e.g. a pickled `nn.Module` — is rejected, so nothing is ever executed.
 //!   Strided views and storage offsets are gathered into contiguous buffers; tensors that
 //!   share a storage each get their own copy.
-//! * [`write_state_dict`] writes the zip by hand (stored entries, every record 64-byte
+//! * [`write_state_dict`] writes the zip with the `zip` crate (stored entries, every record 64-byte
 //!   aligned like torch's own writer) holding an `OrderedDict` of `_rebuild_tensor_v2`
 //!   calls, which `torch.load(path, weights_only=True)` accepts. The file appears
-//!   atomically (temporary name in the same folder, then rename).
+//!   atomically ([`crate::io::temp_beside`], then persist).
 //!
 //! Tensor data is always contiguous, C order, little-endian ([`PtTensor`]).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Element type of a tensor (the dtypes a state_dict of this project can hold).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -1266,15 +1265,6 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(
     }
     records.push(("archive/version".into(), b"3\n"));
 
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| invalid("the path has no file name".into()))?
-        .to_string_lossy()
-        .into_owned();
     let io_err = |what: &'static str| {
         move |source: io::Error| PtError::Io {
             path: path.to_path_buf(),
@@ -1282,42 +1272,34 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(
             source,
         }
     };
-
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let (tmp, file) = {
-        let mut attempt = 0;
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
-            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-                Ok(f) => break (tmp, f),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-                Err(e) => return Err(io_err("cannot create a temporary file next to it")(e)),
-            }
-        }
+    let zip_err = |e: zip::result::ZipError| match e {
+        zip::result::ZipError::Io(e) => io_err("cannot write")(e),
+        e => invalid(format!("cannot write the zip: {e}")),
     };
-    let result = (|| -> Result<(), PtError> {
-        let mut w = BufWriter::new(file);
-        write_zip(&mut w, &records).map_err(|e| match e {
-            ZipWriteError::Io(e) => io_err("cannot write")(e),
-            ZipWriteError::TooLarge(d) => invalid(d),
-        })?;
-        let file = w
-            .into_inner()
-            .map_err(|e| io_err("cannot write")(e.into_error()))?;
-        file.sync_all().map_err(io_err("cannot sync"))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(io_err("cannot rename the temporary file onto it"))?;
-        // Make the rename durable; failure here does not lose the data.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let tmp = crate::io::temp_beside(path).map_err(|e| PtError::Io {
+        path: path.to_path_buf(),
+        what: "cannot create a temporary file next to it",
+        source: io::Error::other(format!("{e:#}")),
+    })?;
+    let mut zip = zip::ZipWriter::new(BufWriter::new(tmp.as_file()));
+    let opts = zip::write::FileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
+    for (name, data) in &records {
+        // Record data 64-byte aligned (torch mmaps storages), as torch's own writer does.
+        zip.start_file_aligned(name.as_str(), opts, ZIP_ALIGN)
+            .map_err(zip_err)?;
+        zip.write_all(data).map_err(io_err("cannot write"))?;
     }
-    result
+    let w = zip.finish().map_err(zip_err)?;
+    w.into_inner()
+        .map_err(|e| io_err("cannot write")(e.into_error()))?
+        .sync_all()
+        .map_err(io_err("cannot sync"))?;
+    drop(zip);
+    tmp.persist(path)
+        .map_err(|e| io_err("cannot rename the temporary file onto it")(e.error))?;
+    Ok(())
 }
 
 /// C-contiguous strides in elements (as torch computes them: size-0 dims count as 1).
@@ -1478,119 +1460,5 @@ fn pickle_state_dict(tensors: &[(String, PtTensor)]) -> Vec<u8> {
     p.buf
 }
 
-enum ZipWriteError {
-    Io(io::Error),
-    TooLarge(String),
-}
-
-impl From<io::Error> for ZipWriteError {
-    fn from(e: io::Error) -> Self {
-        ZipWriteError::Io(e)
-    }
-}
-
 /// Record data starts at multiples of this (torch mmaps storages).
-const ZIP_ALIGN: u64 = 64;
-
-/// Writes a zip of stored (uncompressed) records, each record's data aligned to
-/// [`ZIP_ALIGN`] with a padding extra field (id "FB", as torch's writer does).
-fn write_zip(w: &mut impl Write, records: &[(String, &[u8])]) -> Result<(), ZipWriteError> {
-    let too_large = || {
-        ZipWriteError::TooLarge(
-            "the archive would exceed 4 GiB or 65535 records (zip64 output is not supported)"
-                .into(),
-        )
-    };
-    let count = u16::try_from(records.len()).map_err(|_| too_large())?;
-    let mut offset: u64 = 0;
-    let mut central = Vec::new();
-    for (name, data) in records {
-        let name = name.as_bytes();
-        let name_len = u16::try_from(name.len()).map_err(|_| too_large())?;
-        let size = u32::try_from(data.len()).map_err(|_| too_large())?;
-        let header_offset = u32::try_from(offset).map_err(|_| too_large())?;
-        let crc = crc32(data);
-        let unpadded = offset + 30 + u64::from(name_len) + 4;
-        let pad = ((ZIP_ALIGN - unpadded % ZIP_ALIGN) % ZIP_ALIGN) as u16;
-
-        let mut h = Vec::with_capacity(30 + name.len() + 4 + usize::from(pad));
-        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        h.extend_from_slice(&20u16.to_le_bytes()); // version needed
-        h.extend_from_slice(&0x0800u16.to_le_bytes()); // flags: UTF-8 names
-        h.extend_from_slice(&0u16.to_le_bytes()); // method: stored
-        h.extend_from_slice(&0u16.to_le_bytes()); // time
-        h.extend_from_slice(&0x0021u16.to_le_bytes()); // date 1980-01-01
-        h.extend_from_slice(&crc.to_le_bytes());
-        h.extend_from_slice(&size.to_le_bytes());
-        h.extend_from_slice(&size.to_le_bytes());
-        h.extend_from_slice(&name_len.to_le_bytes());
-        h.extend_from_slice(&(4 + pad).to_le_bytes()); // extra length
-        h.extend_from_slice(name);
-        h.extend_from_slice(b"FB");
-        h.extend_from_slice(&pad.to_le_bytes());
-        h.resize(h.len() + usize::from(pad), b'Z');
-        w.write_all(&h)?;
-        w.write_all(data)?;
-        offset = unpadded + u64::from(pad) + data.len() as u64;
-
-        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        central.extend_from_slice(&20u16.to_le_bytes()); // version made by
-        central.extend_from_slice(&20u16.to_le_bytes()); // version needed
-        central.extend_from_slice(&0x0800u16.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&0x0021u16.to_le_bytes());
-        central.extend_from_slice(&crc.to_le_bytes());
-        central.extend_from_slice(&size.to_le_bytes());
-        central.extend_from_slice(&size.to_le_bytes());
-        central.extend_from_slice(&name_len.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes()); // extra
-        central.extend_from_slice(&0u16.to_le_bytes()); // comment
-        central.extend_from_slice(&0u16.to_le_bytes()); // disk
-        central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
-        central.extend_from_slice(&header_offset.to_le_bytes());
-        central.extend_from_slice(name);
-    }
-    let cd_offset = u32::try_from(offset).map_err(|_| too_large())?;
-    let cd_size = u32::try_from(central.len()).map_err(|_| too_large())?;
-    u32::try_from(offset + central.len() as u64).map_err(|_| too_large())?;
-    w.write_all(&central)?;
-    let mut end = Vec::with_capacity(22);
-    end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    end.extend_from_slice(&0u16.to_le_bytes()); // this disk
-    end.extend_from_slice(&0u16.to_le_bytes()); // disk with the central directory
-    end.extend_from_slice(&count.to_le_bytes());
-    end.extend_from_slice(&count.to_le_bytes());
-    end.extend_from_slice(&cd_size.to_le_bytes());
-    end.extend_from_slice(&cd_offset.to_le_bytes());
-    end.extend_from_slice(&0u16.to_le_bytes()); // comment length
-    w.write_all(&end)?;
-    Ok(())
-}
-
-/// CRC-32 (IEEE 802.3, as zip uses), byte-wise table.
-fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    !data.iter().fold(!0u32, |c, &b| {
-        TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
-    })
-}
+const ZIP_ALIGN: u16 = 64;

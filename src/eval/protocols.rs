@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::optim::{cosine, Adam};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
+use crate::rng::PstlRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -131,7 +131,7 @@ impl EvalOutput {
 /// Shuffled mini-batches of `0..n` for `epoch` under `seed`.
 fn batches(n: usize, batch: usize, seed: u64, epoch: usize) -> Vec<Vec<i64>> {
     let mut idx: Vec<i64> = (0..n as i64).collect();
-    let mut rng = StdRng::seed_from_u64(crate::train::step_seed(seed, epoch as u64));
+    let mut rng = PstlRng::seed_from_u64(crate::train::step_seed(seed, epoch as u64));
     idx.shuffle(&mut rng);
     idx.chunks(batch).map(|c| c.to_vec()).collect()
 }
@@ -361,7 +361,7 @@ pub fn linear_with_data(
     data: &EvalData,
 ) -> Result<Value> {
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
-    eprintln!("linear: encoder frozen; features computed once and cached (no augmentation)");
+    tracing::info!("linear: encoder frozen; features computed once and cached (no augmentation)");
     let (train_f, test_f) = split_features(&enc, data, cfg, device);
     let (fc_vs, _fc, res, logits) = train_linear_on_features(
         &train_f,
@@ -520,7 +520,7 @@ pub fn finetune_rows(
             let idx = Tensor::from_slice(&sel);
             let mut x = data.train_x.index_select(0, &idx).to_device(device);
             if e.finetune_augment {
-                let mut rng = StdRng::seed_from_u64(crate::train::step_seed(
+                let mut rng = PstlRng::seed_from_u64(crate::train::step_seed(
                     cfg.run.seed,
                     (epoch * 1_000_003 + i) as u64,
                 ));
@@ -594,7 +594,7 @@ pub fn semi_subset(labels: &[i64], percent: f64, seed: u64) -> Vec<i64> {
     for (i, &y) in labels.iter().enumerate() {
         by_class.entry(y).or_default().push(i as i64);
     }
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = PstlRng::seed_from_u64(seed);
     let mut out = Vec::new();
     for rows in by_class.values_mut() {
         let take = ((percent / 100.0 * rows.len() as f64).round() as usize).clamp(1, rows.len());
@@ -702,7 +702,7 @@ pub fn robust(
         parts.insert(name.to_string(), json!(a));
         bars.push((name.to_string(), a));
     }
-    let mut rng = StdRng::seed_from_u64(cfg.run.seed);
+    let mut rng = PstlRng::seed_from_u64(cfg.run.seed);
     let all: Vec<usize> = (0..layout.num_joints).collect();
     let mut by_k = vec![(0.0, full)];
     let mut k_json = serde_json::Map::new();
