@@ -10,13 +10,10 @@ use tempfile::NamedTempFile;
 
 /// A temporary file beside `path`, named `.<file>.<random>.tmp[.<ext>]` (the extension
 /// kept for writers that choose the format by it), created with the usual `0o666`
-/// minus the umask (not tempfile's `0o600`). Removed on drop unless persisted.
+/// minus the umask (not tempfile's `0o600`). Removed on drop unless persisted. The
+/// folder must exist.
 pub fn temp_beside(path: &Path) -> Result<NamedTempFile> {
-    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) => d,
-        None => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = parent(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -37,12 +34,23 @@ pub fn temp_beside(path: &Path) -> Result<NamedTempFile> {
         .with_context(|| format!("creating a temporary file in {}", dir.display()))
 }
 
-/// Write through `f` (given the temporary path) into a temporary file beside `path`,
-/// then persist it as `path`. On error the temporary is removed and `path` is untouched.
+/// The folder of `path` (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d,
+        None => Path::new("."),
+    }
+}
+
+/// Write through `f` (given the temporary path) into a temporary file beside `path`
+/// (its folder created if missing), then persist it as `path`. On error the temporary
+/// is removed and `path` is untouched.
 pub fn atomic_write_with<F>(path: &Path, f: F) -> Result<()>
 where
     F: FnOnce(&Path) -> Result<()>,
 {
+    let dir = parent(path);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = temp_beside(path)?;
     f(tmp.path())?;
     tmp.persist(path)
@@ -51,8 +59,10 @@ where
     Ok(())
 }
 
-/// Write `bytes` to `path` atomically.
+/// Write `bytes` to `path` atomically (its folder created if missing).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent(path);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = temp_beside(path)?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod masking;
 pub mod model;
 pub mod optim;
+pub mod pickle;
 pub mod plot;
 pub mod progress;
 pub mod rng;

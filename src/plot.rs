@@ -197,19 +197,24 @@ fn collect_fonts(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 
 /// `<path>.<pid>.tmp.png`, next to `path`.
 /// Renders with `draw` onto a white `size` canvas saved at a temporary path beside
-/// `path` (see [`crate::io::atomic_write_with`]), then moves it onto `path`.
+/// `path` ([`crate::io::temp_beside`]; the folder must exist), then moves it onto `path`.
 fn write_atomic<F>(path: &Path, size: (u32, u32), draw: F) -> Result<()>
 where
     F: FnOnce(&Root) -> Result<()>,
 {
-    crate::io::atomic_write_with(path, |tmp| {
-        let root = BitMapBackend::new(tmp, size).into_drawing_area();
+    let tmp = crate::io::temp_beside(path)?;
+    {
+        let root = BitMapBackend::new(tmp.path(), size).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         draw(&root)?;
         root.present()
             .map_err(plot_err)
-            .with_context(|| format!("writing {}", tmp.display()))
-    })
+            .with_context(|| format!("writing {}", tmp.path().display()))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming the temporary file to {}", path.display()))?;
+    Ok(())
 }
 
 /// Plotters' error types carry the backend error; keep just its message.

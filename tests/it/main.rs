@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod config;
 mod data;
+mod ecosystem;
 mod eval;
 mod interop;
 mod model;
