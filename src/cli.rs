@@ -464,5 +464,10 @@ fn shell_join(args: &[String]) -> String {
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     crate::logging::init(cli.global.log_format, cli.global.verbosity());
+    tracing::debug!(
+        "pstl {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        shell_join(&std::env::args().collect::<Vec<_>>())
+    );
     crate::commands::run(cli)
 }

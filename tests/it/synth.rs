@@ -226,9 +226,10 @@ fn normalised_person0_is_centred_on_joint20_with_shoulders_on_x() {
             let dz = at(x, FRAMES, 2, t, 8, 0) - at(x, FRAMES, 2, t, 4, 0);
             // Roughly on +x only: AimCLR picks one rotation sign per sequence, so frames
             // whose shoulder z has the other sign (a near-frontal view) keep twice their
-            // small angle, and arccos(v_x / (|v| + 1e-4)) leaves a few mrad.
+            // small angle, and arccos(v_x / (|v| + 1e-4)) leaves a few mrad. Bound: twice
+            // a 10 degree angle, tan(20°) = 0.36 (the ChaCha8 draws reach 0.30).
             assert!(
-                dx > 0.2 && dz.abs() < 0.3 * dx,
+                dx > 0.2 && dz.abs() < 0.36 * dx,
                 "sample {i} frame {t}: {dx} {dz}"
             );
         }
