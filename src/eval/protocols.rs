@@ -7,8 +7,8 @@ use crate::augment::augment;
 use crate::config::{Config, EnsembleMode};
 use crate::optim::{cosine, Adam};
 use crate::progress::Progress;
+use crate::rng::PstlRng;
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -139,7 +139,7 @@ impl EvalOutput {
 /// Shuffled mini-batches of `0..n` for `epoch` under `seed`.
 fn batches(n: usize, batch: usize, seed: u64, epoch: usize) -> Vec<Vec<i64>> {
     let mut idx: Vec<i64> = (0..n as i64).collect();
-    let mut rng = StdRng::seed_from_u64(crate::train::step_seed(seed, epoch as u64));
+    let mut rng = PstlRng::seed_from_u64(crate::train::step_seed(seed, epoch as u64));
     idx.shuffle(&mut rng);
     idx.chunks(batch).map(|c| c.to_vec()).collect()
 }
@@ -420,7 +420,7 @@ pub fn linear_with_data(
     data: &EvalData,
 ) -> Result<Value> {
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
-    eprintln!("linear: encoder frozen; features computed once and cached (no augmentation)");
+    tracing::info!("linear: encoder frozen; features computed once and cached (no augmentation)");
     let (train_f, test_f) = split_features(&enc, data, cfg, device)?;
     let (fc_vs, _fc, res, logits) = train_linear_on_features(
         &train_f,
@@ -581,7 +581,7 @@ pub fn finetune_rows(
             let x = data.train_x.index_select(0, &idx).to_device(device);
             let mut x = cfg.data.stream.apply(&x, &layout);
             if e.finetune_augment {
-                let mut rng = StdRng::seed_from_u64(crate::train::step_seed(
+                let mut rng = PstlRng::seed_from_u64(crate::train::step_seed(
                     cfg.run.seed,
                     (epoch * 1_000_003 + i) as u64,
                 ));
@@ -657,7 +657,7 @@ pub fn semi_subset(labels: &[i64], percent: f64, seed: u64, min_one: bool) -> Ve
     for (i, &y) in labels.iter().enumerate() {
         by_class.entry(y).or_default().push(i as i64);
     }
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = PstlRng::seed_from_u64(seed);
     let mut out = Vec::new();
     for rows in by_class.values_mut() {
         let take = (percent / 100.0 * rows.len() as f64).round_ties_even() as usize;
@@ -795,7 +795,7 @@ pub fn robust(
         sets.insert(name.clone(), json!(a));
         bars.push((name, a));
     }
-    let mut rng = StdRng::seed_from_u64(cfg.run.seed);
+    let mut rng = PstlRng::seed_from_u64(cfg.run.seed);
     let all: Vec<usize> = (0..layout.num_joints).collect();
     let mut by_k = vec![(0.0, full)];
     let mut k_json = serde_json::Map::new();
