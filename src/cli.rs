@@ -96,7 +96,9 @@ pub enum Command {
     )]
     Export(ExportArgs),
     /// Measure pretraining throughput (samples/s) on random batches.
-    #[command(after_help = "Example:\n  pstl bench --config configs/ntu60_xsub_joint.toml --steps 2")]
+    #[command(
+        after_help = "Example:\n  pstl bench --config configs/ntu60_xsub_joint.toml --steps 2"
+    )]
     Bench(BenchArgs),
     /// Print a shell completion script, or the man page (`man`), to stdout.
     #[command(

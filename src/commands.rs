@@ -81,7 +81,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            if a.torchscript.is_none() && a.safetensors.is_none() && a.pt.is_none() && a.hub.is_none()
+            if a.torchscript.is_none()
+                && a.safetensors.is_none()
+                && a.pt.is_none()
+                && a.hub.is_none()
             {
                 bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors, --pt OUT.pt and/or --hub DIR");
             }
@@ -126,7 +129,10 @@ pub fn run(cli: Cli) -> Result<()> {
                         fmt,
                     )?;
                     written.insert(what.into(), json!(out));
-                    lines.push(format!("export: official-key {what} written to {}", out.display()));
+                    lines.push(format!(
+                        "export: official-key {what} written to {}",
+                        out.display()
+                    ));
                 }
             }
             if let Some(dir) = &a.hub {
@@ -136,7 +142,13 @@ pub fn run(cli: Cli) -> Result<()> {
                     stream: a.stream,
                     results: a.results.clone(),
                 };
-                crate::export::hub::export_hub(&cfg, &a.checkpoint, a.classifier.as_deref(), dir, &opts)?;
+                crate::export::hub::export_hub(
+                    &cfg,
+                    &a.checkpoint,
+                    a.classifier.as_deref(),
+                    dir,
+                    &opts,
+                )?;
                 written.insert("hub".into(), json!(dir));
                 lines.push(format!(
                     "export: hub directory {} (model.safetensors, config.json, README.md)",
@@ -330,10 +342,13 @@ pub fn run_pretrain(
     if cfg.eval.after_pretrain {
         let data = crate::eval::load_data(cfg)?;
         let t0 = Instant::now();
-        let trained_out = EvalOutput::new(&run_dir.join("eval-linear"))?;
+        let names = crate::data::classes::for_store(&cfg.data.path);
+        let trained_out =
+            EvalOutput::new(&run_dir.join("eval-linear"))?.with_class_names(names.clone());
         let trained =
             crate::eval::linear_with_data(cfg, Some(&report.encoder), device, &trained_out, &data)?;
-        let random_out = EvalOutput::new(&run_dir.join("eval-linear-random-init"))?;
+        let random_out =
+            EvalOutput::new(&run_dir.join("eval-linear-random-init"))?.with_class_names(names);
         let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
         let results = json!({
             "linear_top1": trained["top1_last"],
@@ -370,7 +385,8 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
         .clone()
         .unwrap_or_else(|| cfg.run.dir.join(&cfg.run.name).join(format!("eval-{name}")));
     crate::cli::prepare_run_dir(&dir, &cfg)?;
-    let out = EvalOutput::new(&dir)?;
+    let out =
+        EvalOutput::new(&dir)?.with_class_names(crate::data::classes::for_store(&cfg.data.path));
     let ckpt = a.checkpoint.as_deref();
     let v = match a.protocol {
         Protocol::Linear => crate::eval::linear(&cfg, ckpt, device, &out)?,
@@ -398,7 +414,11 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
     out.insert("protocol".into(), json!(name));
     out.insert("results".into(), json!(dir.join("results.json")));
     if let Some(obj) = v.as_object() {
-        out.extend(obj.iter().filter(|(k, _)| *k != "config").map(|(k, x)| (k.clone(), x.clone())));
+        out.extend(
+            obj.iter()
+                .filter(|(k, _)| *k != "config")
+                .map(|(k, x)| (k.clone(), x.clone())),
+        );
     }
     report(g, &text, serde_json::Value::Object(out));
     Ok(())

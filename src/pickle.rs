@@ -79,18 +79,32 @@ pub trait Objects {
     /// The objects this kind of pickle builds (tensors, NumPy arrays, ...).
     type Obj: Clone + std::fmt::Debug + PartialEq + Describe;
     /// `func(*args)` (REDUCE, NEWOBJ).
-    fn call(&mut self, func: Value<Self::Obj>, args: Vec<Value<Self::Obj>>) -> VmResult<Value<Self::Obj>>;
+    fn call(
+        &mut self,
+        func: Value<Self::Obj>,
+        args: Vec<Value<Self::Obj>>,
+    ) -> VmResult<Value<Self::Obj>>;
     /// `obj.__setstate__(state)` (BUILD); the result replaces `obj`.
-    fn build(&mut self, obj: Value<Self::Obj>, state: Value<Self::Obj>) -> VmResult<Value<Self::Obj>>;
+    fn build(
+        &mut self,
+        obj: Value<Self::Obj>,
+        state: Value<Self::Obj>,
+    ) -> VmResult<Value<Self::Obj>>;
     /// `persistent_load(pid)` (BINPERSID).
     fn persistent_load(&mut self, pid: Value<Self::Obj>) -> VmResult<Value<Self::Obj>> {
-        Err(format!("persistent id {} is not supported here", pid.describe()))
+        Err(format!(
+            "persistent id {} is not supported here",
+            pid.describe()
+        ))
     }
 }
 
 /// Runs the pickle `data` to STOP; on error returns (byte offset of the failing
 /// opcode, message).
-pub fn unpickle<H: Objects>(data: &[u8], objects: &mut H) -> Result<Value<H::Obj>, (usize, String)> {
+pub fn unpickle<H: Objects>(
+    data: &[u8],
+    objects: &mut H,
+) -> Result<Value<H::Obj>, (usize, String)> {
     Unpickler {
         data,
         pos: 0,
@@ -514,7 +528,12 @@ impl<'a, H: Objects> Unpickler<'a, H> {
                 }
                 let args = match self.pop()? {
                     Value::Tuple(a, _) => a,
-                    other => return Err(format!("call arguments are {}, not a tuple", other.describe())),
+                    other => {
+                        return Err(format!(
+                            "call arguments are {}, not a tuple",
+                            other.describe()
+                        ))
+                    }
                 };
                 let func = self.pop()?;
                 let v = self.objects.call(func, args)?;
@@ -601,7 +620,6 @@ pub fn long_from_bytes(b: &[u8]) -> VmResult<i64> {
     }
     Ok(v)
 }
-
 
 /// Decodes Python's `raw-unicode-escape` (protocol 0 `UNICODE` opcode).
 fn raw_unicode_unescape(text: &str) -> VmResult<String> {

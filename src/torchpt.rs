@@ -246,8 +246,8 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, PtTensor)>, PtError> 
     let pkl = read_record_opt(&mut archive, &pkl_name, path)?
         .ok_or_else(|| format_err(format!("no '{pkl_name}' record: not a torch.save archive")))?;
 
-    let root = pickle::unpickle(&pkl, &mut TorchObjects)
-        .map_err(|(offset, detail)| PtError::Pickle {
+    let root =
+        pickle::unpickle(&pkl, &mut TorchObjects).map_err(|(offset, detail)| PtError::Pickle {
             path: path.to_path_buf(),
             record: pkl_name.clone(),
             offset,
@@ -586,7 +586,8 @@ fn call(func: Value, args: Vec<Value>) -> VmResult<Value> {
                 other => return Err(format!("tensor storage is {}", other.describe())),
             };
             let dtype = storage.dtype;
-            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3]).map(|t| Value::Obj(TorchObj::Tensor(t)))
+            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3])
+                .map(|t| Value::Obj(TorchObj::Tensor(t)))
         }
         ("torch._utils", "_rebuild_tensor_v3") => {
             // (storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype[, metadata])
@@ -605,7 +606,8 @@ fn call(func: Value, args: Vec<Value>) -> VmResult<Value> {
                     .ok_or_else(|| format!("unsupported tensor dtype torch.{n}"))?,
                 other => return Err(format!("tensor dtype is {}", other.describe())),
             };
-            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3]).map(|t| Value::Obj(TorchObj::Tensor(t)))
+            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3])
+                .map(|t| Value::Obj(TorchObj::Tensor(t)))
         }
         ("torch._utils", "_rebuild_parameter")
         | ("torch._utils", "_rebuild_parameter_with_state") => {
@@ -717,7 +719,11 @@ fn persistent_load(pid: Value) -> VmResult<Value> {
         Value::Int(n) => u64::try_from(*n).map_err(|_| format!("storage size {n} is negative"))?,
         other => return Err(format!("storage size is {}", other.describe())),
     };
-    Ok(Value::Obj(TorchObj::Storage(StorageRef { key, dtype, numel })))
+    Ok(Value::Obj(TorchObj::Storage(StorageRef {
+        key,
+        dtype,
+        numel,
+    })))
 }
 
 // ---------------------------------------------------------------------------------

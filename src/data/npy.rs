@@ -444,7 +444,10 @@ fn into_ints(v: Value) -> PResult<Vec<i64>> {
                 (d, _) => Err(format!("array with dtype {} not understood", d.describe())),
             }
         }
-        other => Err(format!("expected a list of ints, found {}", other.describe())),
+        other => Err(format!(
+            "expected a list of ints, found {}",
+            other.describe()
+        )),
     }
 }
 
@@ -493,7 +496,10 @@ fn into_strings(v: Value) -> PResult<Vec<String>> {
                 d.describe()
             )),
         },
-        other => Err(format!("expected a list of str, found {}", other.describe())),
+        other => Err(format!(
+            "expected a list of str, found {}",
+            other.describe()
+        )),
     }
 }
 
@@ -642,4 +648,3 @@ fn build(obj: Value, state: Value) -> PResult<Value> {
         (obj, _) => Ok(obj),
     }
 }
-

@@ -132,7 +132,11 @@ fn find_results(ckpt: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("eval-")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("eval-"))
+        })
         .map(|p| p.join("results.json"))
         .chain(std::iter::once(dir.join("results.json")))
         .filter(|p| p.is_file())
@@ -167,7 +171,10 @@ fn model_card(config: &Value, results: &[(PathBuf, Value)]) -> String {
     let get = |k: &str| config.get(k).cloned().unwrap_or(Value::Null);
     let ds: Map<String, Value> = get("dataset").as_object().cloned().unwrap_or_default();
     let dataset = ds.get("name").and_then(Value::as_str).unwrap_or("unknown");
-    let benchmark = ds.get("benchmark").and_then(Value::as_str).unwrap_or("unknown");
+    let benchmark = ds
+        .get("benchmark")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
     let mut s = format!(
         "---\nlibrary_name: pstl-torch\ntags:\n- skeleton-action-recognition\n- self-supervised-learning\n- pstl\n- st-gcn\n---\n\n\
          # PSTL ST-GCN encoder ({dataset} {benchmark}, {} stream)\n\n\
@@ -203,7 +210,10 @@ fn model_card(config: &Value, results: &[(PathBuf, Value)]) -> String {
         s.push_str("No `results.json` was found beside the checkpoint.\n\n");
     }
     for (path, v) in results {
-        let protocol = v.get("protocol").and_then(Value::as_str).unwrap_or("pretrain");
+        let protocol = v
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("pretrain");
         s.push_str(&format!(
             "Protocol `{protocol}` (from `{}`):\n\n| figure | value |\n|---|---|\n",
             path.display()

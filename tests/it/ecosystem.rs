@@ -29,8 +29,14 @@ fn completions_and_man_page_cover_the_commands() {
     let man = pstl(&["completions", "man"], &[]);
     assert!(man.status.success(), "{}", text(&man.stderr));
     let m = text(&man.stdout);
-    assert!(m.starts_with(".ie") || m.contains(".TH pstl"), "not a man page: {m:.200}");
-    assert!(m.contains("PSTL_RUNS_DIR"), "man page lacks the environment variables");
+    assert!(
+        m.starts_with(".ie") || m.contains(".TH pstl"),
+        "not a man page: {m:.200}"
+    );
+    assert!(
+        m.contains("PSTL_RUNS_DIR"),
+        "man page lacks the environment variables"
+    );
     let bad = pstl(&["completions", "tcsh"], &[]);
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("tcsh"));
@@ -61,7 +67,10 @@ fn json_summary_on_stdout_and_json_log_lines_on_stderr() {
     assert_eq!(lines.len(), 1, "stdout must be one JSON object: {stdout}");
     let v: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON summary");
     assert_eq!(v["command"], "synth");
-    assert_eq!((v["train"].as_u64(), v["test"].as_u64()), (Some(6), Some(2)));
+    assert_eq!(
+        (v["train"].as_u64(), v["test"].as_u64()),
+        (Some(6), Some(2))
+    );
     let logs: Vec<serde_json::Value> = text(&o.stderr)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line {l:?}: {e}")))

@@ -557,7 +557,13 @@ fn tch_loaders_cannot_read_an_official_state_dict() {
     );
     assert_eq!(read_state_dict(&pt).unwrap().len(), 2);
     let multi = tch::Tensor::load_multi(&pt);
-    assert!(multi.is_err(), "tch load_multi now reads an OrderedDict .pt");
+    assert!(
+        multi.is_err(),
+        "tch load_multi now reads an OrderedDict .pt"
+    );
     let zipped = tch::Tensor::loadz_multi(&pt);
-    assert!(zipped.is_err(), "tch loadz_multi now reads an OrderedDict .pt");
+    assert!(
+        zipped.is_err(),
+        "tch loadz_multi now reads an OrderedDict .pt"
+    );
 }
