@@ -45,13 +45,13 @@ $(PYTEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet pytest h5py onnx onnxscript
 	touch $@
 
-# HDF5 headers and library (Debian's libhdf5-dev), plus a font for plot labels.
+# HDF5 headers and library (Debian's libhdf5-dev); the plot font is embedded in the binary.
 .hdf5-ok:
 	@if [ -f $(HDF5_SERIAL)/include/hdf5.h ] || [ -n "$$HDF5_DIR" -a -f "$$HDF5_DIR/include/hdf5.h" ]; then \
 	  echo "[setup] HDF5 found"; \
 	else \
 	  echo "[setup] installing libhdf5-dev from Debian"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev pkg-config fonts-dejavu-core; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev pkg-config; \
 	fi
 	@touch $@
 

@@ -523,7 +523,8 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| cfg.run.dir.join(&cfg.run.name).join(format!("eval-{name}")));
-    let out = EvalOutput::new(&dir)?;
+    let out =
+        EvalOutput::new(&dir)?.with_class_names(crate::data::classes::for_store(&cfg.data.path));
     let ckpt = a.checkpoint.as_deref();
     let v = match a.protocol {
         Protocol::Linear => crate::eval::linear(&cfg, ckpt, device, &out)?,

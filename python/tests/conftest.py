@@ -52,7 +52,7 @@ def work(tmp_path_factory):
     np.save(d / "x.npy", x)
     g = golden_path()
     run_pstl("export", "--checkpoint", g, "--hub", d / "hub", "--safetensors",
-             d / "enc.safetensors", "--pt", d / "enc.pt")
+             d / "enc.safetensors", "--pt", d / "enc.pt", "--torchscript", d / "enc_ts.pt")
     for name, extra in [("z", []), ("z_drop", ["--drop-joints", "1,4,20"]),
                         ("z_motion", ["--stream", "motion"]), ("z_bone", ["--stream", "bone"])]:
         run_pstl("embed", "--checkpoint", g, "--input", d / "x.npy", "--output",

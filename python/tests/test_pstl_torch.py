@@ -1,6 +1,10 @@
 """pstl_torch against the real pstl binary: every loader gives `pstl embed`'s features."""
 
 import json
+import subprocess
+import sys
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +136,13 @@ def test_onnx_export_runs(work, tmp_path):
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     assert [i.name for i in model.graph.input] == ["x"]
+
+
+def test_example_script_loads_torchscript_and_safetensors(work):
+    d = work["dir"]
+    script = Path(__file__).resolve().parents[2] / "examples" / "load_exports.py"
+    out = subprocess.run([sys.executable, str(script), str(d / "enc_ts.pt"),
+                          str(d / "enc.safetensors")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    diff = float(out.stdout.rsplit("max abs diff", 1)[1])
+    assert diff <= TOL, out.stdout

@@ -58,6 +58,8 @@ pub struct ClassifierResult {
 pub struct EvalOutput {
     /// Output folder.
     pub dir: PathBuf,
+    /// Class names for the confusion matrix and the per-class table (may be empty).
+    pub class_names: Vec<String>,
 }
 
 impl EvalOutput {
@@ -66,7 +68,14 @@ impl EvalOutput {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(EvalOutput {
             dir: dir.to_path_buf(),
+            class_names: Vec::new(),
         })
+    }
+
+    /// Use `names` in plots and tables ([`crate::data::classes`]).
+    pub fn with_class_names(mut self, names: Vec<String>) -> Self {
+        self.class_names = names;
+        self
     }
 
     /// `results.json`, atomically.
@@ -107,7 +116,7 @@ impl EvalOutput {
         )
     }
 
-    /// `scores.npy` (test logits) and `confusion.png`.
+    /// `scores.npy` (test logits), `confusion.png` and `per_class.md` (per-class top-1).
     pub fn write_scores(
         &self,
         prefix: &str,
@@ -127,11 +136,17 @@ impl EvalOutput {
             &data,
             &shape,
         )?;
-        crate::plot::confusion_plot(
+        let matrix = confusion(&logits, y, classes);
+        crate::io::atomic_write(
+            &self.dir.join(format!("{prefix}per_class.md")),
+            per_class_table(&matrix, &self.class_names).as_bytes(),
+        )?;
+        crate::plot::confusion_plot_named(
             &self.dir.join(format!("{prefix}confusion.png")),
             "confusion (rows: true class)",
-            &confusion(&logits, y, classes),
+            &matrix,
             true,
+            &self.class_names,
         )
     }
 }
@@ -386,6 +401,23 @@ fn benchmark_json(cfg: &Config) -> Value {
         }
         Err(_) => Value::Null,
     }
+}
+
+/// Markdown table of per-class test samples and top-1 (%) from a confusion matrix.
+pub fn per_class_table(matrix: &[Vec<u64>], names: &[String]) -> String {
+    let mut s = String::from("| class | name | test samples | top-1 (%) |\n|---|---|---|---|\n");
+    for (t, row) in matrix.iter().enumerate() {
+        let n: u64 = row.iter().sum();
+        let hit = row.get(t).copied().unwrap_or(0);
+        let acc = if n > 0 {
+            format!("{:.2}", 100.0 * hit as f64 / n as f64)
+        } else {
+            "n/a".into()
+        };
+        let name = names.get(t).map(String::as_str).unwrap_or("");
+        s.push_str(&format!("| {t} | {name} | {n} | {acc} |\n"));
+    }
+    s
 }
 
 fn base_json(cfg: &Config, protocol: &str, ckpt: Option<&Path>) -> Result<Value> {
@@ -723,9 +755,11 @@ pub fn transfer(
     let Some(src) = ckpt else {
         bail!("transfer needs --checkpoint from the source dataset")
     };
-    let lin_out = EvalOutput::new(&out.dir.join("linear"))?;
+    let lin_out =
+        EvalOutput::new(&out.dir.join("linear"))?.with_class_names(out.class_names.clone());
     let lin = linear(cfg, Some(src), device, &lin_out)?;
-    let ft_out = EvalOutput::new(&out.dir.join("finetune"))?;
+    let ft_out =
+        EvalOutput::new(&out.dir.join("finetune"))?.with_class_names(out.class_names.clone());
     let ft = finetune(cfg, Some(src), device, &ft_out)?;
     let mut v = base_json(cfg, "transfer", ckpt)?;
     v["linear"] = json!({"top1_best": lin["top1_best"], "top1_last": lin["top1_last"]});
@@ -759,7 +793,8 @@ pub fn robust(
     let cls_path = match classifier_path {
         Some(p) => p.to_path_buf(),
         None => {
-            let lin_out = EvalOutput::new(&out.dir.join("linear"))?;
+            let lin_out =
+                EvalOutput::new(&out.dir.join("linear"))?.with_class_names(out.class_names.clone());
             linear_with_data(cfg, ckpt, device, &lin_out, &data)?;
             lin_out.dir.join("classifier.safetensors")
         }
