@@ -709,8 +709,8 @@ pub fn semi(cfg: &Config, ckpt: Option<&Path>, device: Device, out: &EvalOutput)
     for &p in &cfg.eval.semi_percents {
         let rows = semi_subset(&labels, p, cfg.run.seed, cfg.eval.semi_min_one);
         if rows.len() < 2 {
-            eprintln!(
-                "warning: semi {p}%: {} labelled sample(s), nothing to fine-tune on \
+            tracing::warn!(
+                "semi {p}%: {} labelled sample(s), nothing to fine-tune on \
                  (round({p}% of each class) is 0; eval.semi_min_one = true takes one per class)",
                 rows.len()
             );
