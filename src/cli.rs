@@ -61,6 +61,20 @@ pub enum Command {
     Export(ExportArgs),
     /// Measure pretraining throughput (samples/s) on random batches.
     Bench(BenchArgs),
+    /// Markdown table of the results.json files under run folders, in the paper's layout
+    /// with the published figures and the differences.
+    Report(ReportArgs),
+}
+
+/// `pstl report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run folders (searched recursively for results.json) or results files.
+    #[arg(default_value = "runs")]
+    pub dirs: Vec<PathBuf>,
+    /// Write the Markdown here (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `pstl prepare ...`
@@ -192,7 +206,7 @@ pub enum Protocol {
     Transfer,
     /// Accuracy with joints missing at test time (body parts, k random joints).
     Robust,
-    /// Weighted sum of per-stream softmax scores.
+    /// Weighted sum of per-stream logits or softmax scores (eval.ensemble_mode).
     Ensemble,
 }
 
@@ -212,6 +226,10 @@ pub struct EvalArgs {
     /// `robust`: a classifier.safetensors from `linear` or `finetune`.
     #[arg(long)]
     pub classifier: Option<PathBuf>,
+    /// `robust`: also remove these body parts together, e.g. `--parts left_arm,right_leg`
+    /// (repeatable; parts: left_arm, right_arm, left_leg, right_leg, trunk).
+    #[arg(long, value_name = "PART,PART")]
+    pub parts: Vec<String>,
     /// `ensemble`: scores.npy of each stream (joint, motion, bone).
     #[arg(long, num_args = 1..)]
     pub scores: Vec<PathBuf>,

@@ -130,6 +130,17 @@ pub fn run(cli: Cli) -> Result<()> {
             let device = setup(&cfg)?;
             bench(&cfg, device, a.steps)
         }
+        Command::Report(a) => {
+            let md = crate::report::report(&a.dirs)?;
+            match &a.out {
+                Some(out) => {
+                    crate::io::atomic_write(out, md.as_bytes())?;
+                    println!("report: written to {}", out.display());
+                }
+                None => print!("{md}"),
+            }
+            Ok(())
+        }
     }
 }
 
@@ -362,11 +373,28 @@ fn probe_after_pretrain(
     let trained = crate::eval::linear_with_data(cfg, Some(encoder), device, &trained_out, &data)?;
     let random_out = EvalOutput::new(&run_dir.join("eval-linear-random-init"))?;
     let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
+    // k-NN on eval-mode features: one forward pass over both splits per encoder.
+    let knn = |ckpt: Option<&Path>| -> Result<Vec<f64>> {
+        let (_vs, enc) = crate::eval::load_encoder(cfg, ckpt, device)?;
+        let (tr, te) = crate::eval::split_features(&enc, &data, cfg, device)?;
+        Ok(crate::eval::knn_accuracy(
+            &tr,
+            &data.train_y,
+            &te,
+            &data.test_y,
+            data.num_classes,
+            &cfg.eval.knn_k,
+        ))
+    };
+    let (knn_trained, knn_random) = (knn(Some(encoder))?, knn(None)?);
     let results = json!({
         "linear_top1": trained["top1_last"],
         "linear_top1_best": trained["top1_best"],
         "random_init_linear_top1": random["top1_last"],
         "random_init_linear_top1_best": random["top1_best"],
+        "knn_k": cfg.eval.knn_k,
+        "knn_top1": knn_trained,
+        "random_init_knn_top1": knn_random,
         "final_loss": final_loss,
         "pretrain_seconds": pretrain_seconds,
         "probe_seconds": t0.elapsed().as_secs_f64(),
@@ -376,17 +404,35 @@ fn probe_after_pretrain(
         &run_dir.join("results.json"),
         serde_json::to_string_pretty(&results)?.as_bytes(),
     )?;
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     println!(
-        "linear probe top-1: PSTL {:.2}% vs random-init {:.2}% (results in {})",
-        trained["top1_last"].as_f64().unwrap_or(f64::NAN),
-        random["top1_last"].as_f64().unwrap_or(f64::NAN),
+        "linear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
+        cfg.eval.linear_epochs,
+        f(&trained, "top1_last"),
+        f(&trained, "top1_best"),
+        f(&random, "top1_last"),
+        f(&random, "top1_best"),
+    );
+    let ks: Vec<String> = cfg.eval.knn_k.iter().map(|k| k.to_string()).collect();
+    let pct = |v: &[f64]| {
+        v.iter()
+            .map(|a| format!("{a:.2}%"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "k-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
+        ks.join(" / "),
+        pct(&knn_trained),
+        pct(&knn_random),
         run_dir.join("results.json").display()
     );
     Ok(())
 }
 
 fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
-    let cfg = crate::cli::resolve_config(&a.cfg, g)?;
+    let mut cfg = crate::cli::resolve_config(&a.cfg, g)?;
+    cfg.eval.robust_part_sets.extend(a.parts.iter().cloned());
     let device = setup(&cfg)?;
     let name = format!("{:?}", a.protocol).to_lowercase();
     let dir: PathBuf = a
@@ -421,27 +467,41 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
     Ok(())
 }
 
-/// The figures of a results object on one line.
+/// The figures of a results object on one line, each named by what it is: top-1 of
+/// the best epoch (the paper's figure) and of the last, both per-sample.
 fn summary(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let num = |x: Option<&Value>| x.and_then(Value::as_f64);
+    let trained = |o: &Value| -> Option<String> {
+        let best = num(o.get("top1_best"))?;
+        let last = num(o.get("top1_last")).unwrap_or(f64::NAN);
+        Some(format!(
+            "top-1 {best:.2} best epoch / {last:.2} last epoch (per-sample)"
+        ))
+    };
     let mut parts = Vec::new();
-    if let Some(obj) = v.as_object() {
-        for (k, val) in obj {
-            if k.starts_with("top") || k.starts_with("semi") || k == "linear" || k == "finetune" {
-                match val {
-                    serde_json::Value::Number(n) => {
-                        parts.push(format!("{k}={:.2}", n.as_f64().unwrap_or(f64::NAN)))
-                    }
-                    serde_json::Value::Object(o) => {
-                        if let Some(t) = o.get("top1_last").and_then(|x| x.as_f64()) {
-                            parts.push(format!("{k}.top1_last={t:.2}"));
-                        }
-                    }
-                    _ => {}
-                }
+    if let Some(t) = trained(v) {
+        parts.push(t);
+    }
+    let Some(obj) = v.as_object() else {
+        return String::new();
+    };
+    for (k, val) in obj {
+        let plain = k.starts_with("top1_k") || k == "top1" || k == "top5" || k == "top1_full";
+        if plain {
+            if let Some(n) = val.as_f64() {
+                parts.push(format!("{k}={n:.2}"));
+            }
+        } else if k.starts_with("semi") || k == "linear" || k == "finetune" {
+            if let Some(t) = trained(val) {
+                parts.push(format!("{k}: {t}"));
             }
         }
     }
-    parts.join(" ")
+    if let Some(mode) = obj.get("mode").and_then(Value::as_str) {
+        parts.push(format!("(ensemble of {mode})"));
+    }
+    parts.join("; ")
 }
 
 /// Pretraining throughput on random batches.

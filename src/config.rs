@@ -228,7 +228,8 @@ pub struct EvalConfig {
     pub linear_epochs: usize,
     /// Linear probe learning rate (0.01), cosine-annealed.
     pub linear_lr: f64,
-    /// Fine-tune epochs.
+    /// Fine-tune and semi-supervised epochs, and the cosine's length (150, the
+    /// authors' `ft_epoch`).
     pub finetune_epochs: usize,
     /// Fine-tune learning rate (5e-3), cosine-annealed.
     pub finetune_lr: f64,
@@ -240,16 +241,36 @@ pub struct EvalConfig {
     pub knn_k: Vec<usize>,
     /// Label fractions (percent) of the semi-supervised protocol.
     pub semi_percents: Vec<f64>,
+    /// Take at least one labelled sample of every class even where
+    /// `round(p * count)` (Python's half-to-even, as the authors) is 0. Off by default.
+    pub semi_min_one: bool,
     /// Largest number of random joints removed by `robust`.
     pub robust_max_k: usize,
     /// Random draws per k in `robust`.
     pub robust_draws: usize,
+    /// Extra `robust` rows, each several body parts removed at once, written as
+    /// comma-separated part names (e.g. `"left_arm,right_leg"`), as the authors'
+    /// `get_ignore_part` can.
+    pub robust_part_sets: Vec<String>,
     /// Augment the fine-tune inputs with the pretraining augmentations.
     pub finetune_augment: bool,
-    /// Weights of the 3-stream ensemble (joint, motion, bone).
+    /// How the 3-stream ensemble combines scores: `logits` (raw logits, AimCLR's
+    /// `ensemble_*.py`, the only public 3-stream script) or `softmax`.
+    pub ensemble_mode: EnsembleMode,
+    /// Weights of the 3-stream ensemble (joint, motion, bone); AimCLR's 0.6 / 0.4 / 0.6.
     pub ensemble_weights: Vec<f64>,
     /// Run the linear probe at the end of `pretrain` (and on a random-init encoder).
     pub after_pretrain: bool,
+}
+
+/// `eval.ensemble_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EnsembleMode {
+    /// Weighted sum of raw logits (AimCLR's `ensemble_ntu_cs.py` and siblings).
+    Logits,
+    /// Weighted sum of per-stream softmax probabilities.
+    Softmax,
 }
 
 impl Default for EvalConfig {
@@ -257,16 +278,19 @@ impl Default for EvalConfig {
         EvalConfig {
             linear_epochs: 150,
             linear_lr: 0.01,
-            finetune_epochs: 100,
+            finetune_epochs: 150,
             finetune_lr: 5e-3,
             weight_decay: 0.0,
             batch_size: 128,
             knn_k: vec![1, 10, 20],
             semi_percents: vec![1.0, 10.0],
+            semi_min_one: false,
             robust_max_k: 10,
             robust_draws: 5,
+            robust_part_sets: Vec::new(),
             finetune_augment: false,
-            ensemble_weights: vec![1.0, 1.0, 1.0],
+            ensemble_mode: EnsembleMode::Logits,
+            ensemble_weights: vec![0.6, 0.4, 0.6],
             after_pretrain: false,
         }
     }

@@ -23,7 +23,8 @@ use super::normalize::frame50;
 use super::npy::{read_label_pickle, read_npy_i64, NpyReader};
 use super::ntu::{parse_skeleton_file, NtuBenchmark, NtuDataset, NtuName};
 use super::pku::{
-    cut_instance, parse_pku_skeleton_file, read_pku_labels, read_pku_split, PKU_CLASSES,
+    center_crop, cut_instance, parse_pku_skeleton_file, read_pku_labels, read_pku_split,
+    PKU_CLASSES, PKU_MAX_FRAMES,
 };
 use super::store::{StoreMeta, StoreWriter};
 use super::{RawSeq, CHANNELS, NTU_JOINTS, PERSONS};
@@ -319,7 +320,7 @@ pub fn prepare_pku(opts: &PreparePkuOpts) -> Result<PrepareReport> {
                             train: *train,
                             name: format!("{id}_{:03}", k + 1),
                             label: a.label(),
-                            x: frame50(&cut, frames),
+                            x: frame50(&center_crop(cut, PKU_MAX_FRAMES), frames),
                         })
                     })
                     .collect()

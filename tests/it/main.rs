@@ -7,6 +7,7 @@ mod common;
 mod config;
 mod data;
 mod eval;
+mod fidelity;
 mod fuzz;
 mod interop;
 mod model;
