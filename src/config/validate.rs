@@ -247,6 +247,21 @@ impl Config {
             e.robust_max_k < joints,
             &format!("must leave a joint: at most {}", joints - 1),
         );
+        let layout = self.layout();
+        for spec in &e.robust_part_sets {
+            let set = crate::eval::part_set(&layout, spec);
+            let left = set.as_ref().map_or(0, |(_, js)| {
+                let mut js = js.clone();
+                js.sort_unstable();
+                js.dedup();
+                joints - js.len().min(joints)
+            });
+            let why = match &set {
+                Err(e) => format!("{e:#}"),
+                Ok(_) => "removes every joint: leave at least one".into(),
+            };
+            c.check("eval.robust_part_sets", spec, set.is_ok() && left > 0, &why);
+        }
         c.check(
             "eval.robust_draws",
             e.robust_draws,

@@ -320,6 +320,8 @@ fn io_rows() -> Vec<Row> {
         row("ensemble wrong row count", ensemble(&["scores3.npy", "scores_rows.npy"], "1,1"), 1, &["scores_rows.npy"]),
         row("ensemble weights count", ensemble(&["scores3.npy", "scores3b.npy"], "1"), 1, &["weight"]),
         row("export --frames 0", cat(a(&["export", "--checkpoint", "encoder.safetensors", "--torchscript", "t.pt", "--frames", "0"]), sets("ok.h5", "x", &[])), 1, &["--frames 0"]),
+        row("robust --parts with an unknown part", cat(a(&["eval", "robust", "--parts", "left_arm,nose"]), sets("ok.h5", "r", &[])), 1, &["--parts left_arm,nose", "nose"]),
+        row("robust --parts removing every joint", cat(a(&["eval", "robust", "--parts", "left_arm,right_arm,left_leg,right_leg,trunk"]), sets("ok.h5", "r", &[])), 1, &["--parts", "every joint"]),
         row("bench --steps 0", cat(a(&["bench", "--steps", "0"]), sets("ok.h5", "b", &[])), 1, &["--steps 0"]),
     ]
 }
