@@ -3,12 +3,13 @@
 use crate::config::Config;
 use crate::stream::Stream;
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 /// Self-supervised skeleton action representations with PSTL (AAAI 2023).
 #[derive(Debug, Parser)]
-#[command(name = "pstl", version, about, long_about = None, propagate_version = true)]
+#[command(name = "pstl", version, about, long_about = None, propagate_version = true,
+    after_help = "Examples:\n  pstl synth --out data/synthetic.h5\n  pstl pretrain --config configs/synthetic.toml\n  RUST_LOG=debug pstl --log-format json eval linear --config configs/synthetic.toml --checkpoint runs/synthetic/encoder.safetensors\n\nEnvironment: PSTL_DEVICE, PSTL_THREADS, PSTL_RUNS_DIR (see the options), RUST_LOG (log filter).")]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
@@ -22,14 +23,36 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalOpts {
     /// Compute device: auto (CUDA when available), cpu, cuda or cuda:N. Overrides run.device.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "PSTL_DEVICE")]
     pub device: Option<String>,
     /// CPU threads for libtorch and data preparation (0 = all cores). Overrides run.threads.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "PSTL_THREADS")]
     pub threads: Option<usize>,
     /// Random seed. Overrides run.seed.
     #[arg(long, global = true)]
     pub seed: Option<u64>,
+    /// Folder of the run directories. Overrides run.dir.
+    #[arg(long, global = true, env = "PSTL_RUNS_DIR", value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Log line format on stderr (RUST_LOG sets the filter, e.g. RUST_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
+    /// Fewer log lines (-q: warnings only, -qq: errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// More log lines (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the command's final summary as one JSON object on stdout (instead of text).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl GlobalOpts {
+    /// `-v` count minus `-q` count.
+    pub fn verbosity(&self) -> i8 {
+        self.verbose.min(3) as i8 - self.quiet.min(3) as i8
+    }
 }
 
 /// Experiment config options (`--config`, `--set`).
@@ -50,20 +73,104 @@ pub enum Command {
     #[command(subcommand)]
     Prepare(PrepareCmd),
     /// Write the built-in procedural skeleton action dataset (the default of `make pretrain`).
+    #[command(after_help = "Example:\n  pstl synth --out data/synthetic.h5 --classes 10 --seed 1")]
     Synth(SynthArgs),
     /// Self-supervised PSTL pretraining (anchor + MATM + CSM views, two Barlow Twins losses).
+    #[command(
+        after_help = "Example:\n  pstl pretrain --config configs/synthetic.toml --set pretrain.epochs=2"
+    )]
     Pretrain(PretrainArgs),
     /// Downstream evaluation of a pretrained encoder.
+    #[command(
+        after_help = "Example:\n  pstl eval linear --config configs/synthetic.toml --checkpoint runs/synthetic/encoder.safetensors"
+    )]
     Eval(EvalArgs),
     /// Eval-mode features (N, 256) of an .npy input (N, 3, T, 25, M).
+    #[command(
+        after_help = "Example:\n  pstl embed --checkpoint runs/synthetic/encoder.safetensors --input x.npy --output z.npy"
+    )]
     Embed(EmbedArgs),
-    /// Export an encoder as TorchScript, or as safetensors with the official PyTorch keys.
+    /// Export an encoder: TorchScript, official-key safetensors / .pt, or a hub directory.
+    #[command(
+        after_help = "Example:\n  pstl export --checkpoint runs/synthetic/encoder.safetensors --hub hub/pstl-synthetic"
+    )]
     Export(ExportArgs),
     /// Measure pretraining throughput (samples/s) on random batches.
+    #[command(
+        after_help = "Example:\n  pstl bench --config configs/ntu60_xsub_joint.toml --steps 2"
+    )]
     Bench(BenchArgs),
     /// Markdown table of the results.json files under run folders, in the paper's layout
     /// with the published figures and the differences.
     Report(ReportArgs),
+    /// Print a shell completion script, or the man page (`man`), to stdout.
+    #[command(
+        after_help = "Examples:\n  pstl completions bash > /etc/bash_completion.d/pstl\n  pstl completions man > pstl.1"
+    )]
+    Completions {
+        /// Shell (bash, zsh, fish, elvish, powershell) or `man` for the roff man page.
+        #[arg(value_enum)]
+        shell: CompletionTarget,
+    },
+}
+
+/// Targets of `pstl completions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionTarget {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+    /// The man page (roff).
+    Man,
+}
+
+/// Write completions or the man page for `target` to `out`.
+pub fn write_completions(target: CompletionTarget, out: &mut dyn std::io::Write) -> Result<()> {
+    use clap_complete::Shell;
+    let mut cmd = Cli::command();
+    let shell = match target {
+        CompletionTarget::Bash => Shell::Bash,
+        CompletionTarget::Zsh => Shell::Zsh,
+        CompletionTarget::Fish => Shell::Fish,
+        CompletionTarget::Elvish => Shell::Elvish,
+        CompletionTarget::Powershell => Shell::PowerShell,
+        CompletionTarget::Man => {
+            return clap_mangen::Man::new(cmd)
+                .render(out)
+                .context("writing the man page");
+        }
+    };
+    clap_complete::generate(shell, &mut cmd, "pstl", out);
+    Ok(())
+}
+
+/// NTU benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NtuBenchmarkArg {
+    /// Cross-subject.
+    Xsub,
+    /// Cross-view (NTU-60).
+    Xview,
+    /// Cross-setup (NTU-120).
+    Xset,
+}
+
+/// NTU datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NtuDatasetArg {
+    /// NTU RGB+D 60 (setups 1-17).
+    Ntu60,
+    /// NTU RGB+D 120.
+    Ntu120,
+}
+
+/// The lower-case name of a value enum's variant (as typed on the command line).
+pub fn value_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 /// `pstl report`
@@ -81,6 +188,9 @@ pub struct ReportArgs {
 #[derive(Debug, Subcommand)]
 pub enum PrepareCmd {
     /// NTU RGB+D 60/120 `.skeleton` files: split by the official ids, AimCLR's frame-50 normalisation.
+    #[command(
+        after_help = "Example:\n  pstl prepare ntu --raw nturgb+d_skeletons --out data/ntu60_xsub.h5 --benchmark xsub"
+    )]
     Ntu {
         /// Folder with the .skeleton files.
         #[arg(long)]
@@ -89,11 +199,11 @@ pub enum PrepareCmd {
         #[arg(long)]
         out: PathBuf,
         /// Benchmark: xsub, xview (NTU-60) or xset (NTU-120).
-        #[arg(long, value_parser = ["xsub", "xview", "xset"])]
-        benchmark: String,
+        #[arg(long, value_enum)]
+        benchmark: NtuBenchmarkArg,
         /// Dataset: ntu60 (setups 1-17) or ntu120.
-        #[arg(long, default_value = "ntu60", value_parser = ["ntu60", "ntu120"])]
-        dataset: String,
+        #[arg(long, value_enum, default_value_t = NtuDatasetArg::Ntu60)]
+        dataset: NtuDatasetArg,
         /// File of sample names to exclude (the official missing-skeleton lists).
         #[arg(long)]
         ignore: Option<PathBuf>,
@@ -105,6 +215,9 @@ pub enum PrepareCmd {
         skip_bad: bool,
     },
     /// PKU-MMD: cut action instances from the skeleton videos by their label files.
+    #[command(
+        after_help = "Example:\n  pstl prepare pku --skeletons PKU/skeleton --labels PKU/label --split PKU/cross-subject.txt --out data/pku1.h5"
+    )]
     Pku {
         /// Folder of skeleton .txt files (one frame per line, 150 values).
         #[arg(long)]
@@ -119,7 +232,7 @@ pub enum PrepareCmd {
         #[arg(long)]
         out: PathBuf,
         /// PKU-MMD part (1 or 2).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
         part: u8,
         /// Frames after normalisation.
         #[arg(long, default_value_t = 50)]
@@ -129,6 +242,9 @@ pub enum PrepareCmd {
         skip_bad: bool,
     },
     /// Import AimCLR/PSTL `*_position.npy` + label `.pkl` files.
+    #[command(
+        after_help = "Example:\n  pstl prepare npy --train-data train_position.npy --train-labels train_label.pkl --test-data val_position.npy --test-labels val_label.pkl --out data/ntu60_xsub.h5"
+    )]
     Npy {
         /// Training data (N, 3, T, 25, M) float32 .npy.
         #[arg(long)]
@@ -276,6 +392,13 @@ pub struct ExportArgs {
     /// Write a traced TorchScript module here.
     #[arg(long)]
     pub torchscript: Option<PathBuf>,
+    /// Write a hub directory here (model.safetensors, config.json, README.md model card)
+    /// for `pstl_torch.from_pretrained(DIR)`.
+    #[arg(long, value_name = "DIR")]
+    pub hub: Option<PathBuf>,
+    /// `--hub`: results.json files for the model card (default: those beside the checkpoint).
+    #[arg(long, value_name = "FILE")]
+    pub results: Vec<PathBuf>,
     /// Write safetensors with the official PyTorch state_dict keys here.
     #[arg(long)]
     pub safetensors: Option<PathBuf>,
@@ -328,6 +451,13 @@ pub fn resolve_config(opts: &ConfigOpts, global: &GlobalOpts) -> Result<Config> 
     if let Some(s) = global.seed {
         overrides.push((format!("--seed {s}"), format!("run.seed={s}")));
     }
+    if let Some(d) = &global.runs_dir {
+        let d = toml::Value::String(d.display().to_string());
+        overrides.push((
+            format!("--runs-dir / PSTL_RUNS_DIR {d}"),
+            format!("run.dir={d}"),
+        ));
+    }
     Ok(Config::load_labelled(opts.config.as_deref(), &overrides)?)
 }
 
@@ -379,5 +509,11 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 /// Parse and run.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
+    crate::logging::init(cli.global.log_format, cli.global.verbosity());
+    tracing::debug!(
+        "pstl {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        shell_join(&std::env::args().collect::<Vec<_>>())
+    );
     crate::commands::run(cli)
 }

@@ -11,6 +11,17 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Print a command's final summary on stdout: the text line, or with `--json` the
+/// summary as one JSON object (the text then goes to the log).
+pub fn report(g: &GlobalOpts, text: &str, v: serde_json::Value) {
+    if g.json {
+        tracing::info!("{text}");
+        println!("{v}");
+    } else {
+        println!("{text}");
+    }
+}
+
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let g = cli.global.clone();
@@ -23,7 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Prepare(p) => {
             set_threads(g.threads.unwrap_or(0));
-            prepare(p)
+            prepare(p, &g)
         }
         Command::Synth(a) => {
             check_synth_args(&a)?;
@@ -35,7 +46,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 seed: g.seed.unwrap_or(1),
                 frames: crate::data::FRAMES,
             };
-            write_synth(&a.out, &opts)
+            let v = write_synth(&a.out, &opts)?;
+            let text = format!(
+                "synth: {} classes, {} train / {} test samples written to {} in {:.1}s",
+                opts.classes,
+                v["train"],
+                v["test"],
+                a.out.display(),
+                v["seconds"].as_f64().unwrap_or(f64::NAN)
+            );
+            report(&g, &text, v);
+            Ok(())
         }
         Command::Pretrain(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
@@ -47,7 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 init: a.init,
                 stop_after: a.stop_after,
             };
-            run_pretrain(&cfg, &opts)
+            run_pretrain(&cfg, &opts, &g)
         }
         Command::Eval(a) => run_eval(a, &g),
         Command::Embed(a) => {
@@ -66,20 +87,27 @@ pub fn run(cli: Cli) -> Result<()> {
                 a.batch_size,
                 device,
             )?;
-            println!("embed: features written to {}", a.output.display());
+            let text = format!("embed: features written to {}", a.output.display());
+            report(&g, &text, json!({"command": "embed", "output": a.output}));
             Ok(())
         }
         Command::Export(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            if a.torchscript.is_none() && a.safetensors.is_none() && a.pt.is_none() {
-                bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors and/or --pt OUT.pt");
+            if a.torchscript.is_none()
+                && a.safetensors.is_none()
+                && a.pt.is_none()
+                && a.hub.is_none()
+            {
+                bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors, --pt OUT.pt and/or --hub DIR");
             }
             for (flag, v) in [("--frames", a.frames), ("--persons", a.persons)] {
                 if !(1..=100_000).contains(&v) {
                     bail!("{flag} {v}: must be in 1..=100000");
                 }
             }
+            let mut written = serde_json::Map::new();
+            let mut lines = Vec::new();
             if let Some(out) = &a.torchscript {
                 let opts = crate::export::ExportOptions {
                     frames: a.frames,
@@ -94,14 +122,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     &opts,
                     device,
                 )?;
-                println!(
+                written.insert("torchscript".into(), json!(out));
+                lines.push(format!(
                     "export: TorchScript written to {} (input (N, 3, {}, {}, {}) on {}, batch size free)",
                     out.display(),
                     a.frames,
                     cfg.layout().num_joints,
                     a.persons,
                     device_name(device)
-                );
+                ));
             }
             use crate::export::WeightFormat;
             let weights = [
@@ -117,9 +146,35 @@ pub fn run(cli: Cli) -> Result<()> {
                         out,
                         fmt,
                     )?;
-                    println!("export: official-key {what} written to {}", out.display());
+                    written.insert(what.into(), json!(out));
+                    lines.push(format!(
+                        "export: official-key {what} written to {}",
+                        out.display()
+                    ));
                 }
             }
+            if let Some(dir) = &a.hub {
+                let opts = crate::export::hub::HubOptions {
+                    frames: a.frames,
+                    persons: a.persons,
+                    stream: a.stream,
+                    results: a.results.clone(),
+                };
+                crate::export::hub::export_hub(
+                    &cfg,
+                    &a.checkpoint,
+                    a.classifier.as_deref(),
+                    dir,
+                    &opts,
+                )?;
+                written.insert("hub".into(), json!(dir));
+                lines.push(format!(
+                    "export: hub directory {} (model.safetensors, config.json, README.md)",
+                    dir.display()
+                ));
+            }
+            written.insert("command".into(), json!("export"));
+            report(&g, &lines.join("\n"), serde_json::Value::Object(written));
             Ok(())
         }
         Command::Bench(a) => {
@@ -128,7 +183,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            bench(&cfg, device, a.steps)
+            bench(&cfg, device, a.steps, &g)
+        }
+        Command::Completions { shell } => {
+            crate::cli::write_completions(shell, &mut std::io::stdout().lock())
         }
         Command::Report(a) => {
             let md = crate::report::report(&a.dirs)?;
@@ -150,7 +208,7 @@ fn setup(cfg: &Config) -> Result<tch::Device> {
     resolve_device(&cfg.run.device)
 }
 
-fn prepare(p: PrepareCmd) -> Result<()> {
+fn prepare(p: PrepareCmd, g: &GlobalOpts) -> Result<()> {
     use crate::data::prepare;
     let progress = crate::progress::Progress::is_terminal();
     let report = match p {
@@ -165,8 +223,8 @@ fn prepare(p: PrepareCmd) -> Result<()> {
         } => prepare::prepare_ntu(&prepare::PrepareNtuOpts {
             raw,
             out,
-            benchmark,
-            dataset,
+            benchmark: crate::cli::value_name(&benchmark),
+            dataset: crate::cli::value_name(&dataset),
             ignore,
             frames,
             skip_bad,
@@ -208,7 +266,10 @@ fn prepare(p: PrepareCmd) -> Result<()> {
             benchmark,
         })?,
     };
-    println!(
+    for (file, why) in &report.skipped {
+        tracing::warn!("skipped {file}: {why}");
+    }
+    let text = format!(
         "prepare: {} file(s), {} parsed, {} ignored, {} skipped; {} train / {} test samples in {:.1}s ({:.0} files/s)",
         report.files,
         report.parsed,
@@ -219,9 +280,12 @@ fn prepare(p: PrepareCmd) -> Result<()> {
         report.seconds,
         report.files_per_sec
     );
-    for (file, why) in &report.skipped {
-        eprintln!("skipped {file}: {why}");
-    }
+    let v = json!({
+        "command": "prepare", "files": report.files, "parsed": report.parsed,
+        "ignored": report.ignored, "skipped": report.skipped.len(), "train": report.train,
+        "test": report.test, "seconds": report.seconds, "files_per_sec": report.files_per_sec,
+    });
+    crate::commands::report(g, &text, v);
     Ok(())
 }
 
@@ -242,8 +306,8 @@ fn check_synth_args(a: &crate::cli::SynthArgs) -> Result<()> {
     Ok(())
 }
 
-/// Generate the synthetic dataset into an HDF5 store.
-pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<()> {
+/// Generate the synthetic dataset into an HDF5 store; returns the summary.
+pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     let (train, test) = crate::data::synth::generate(opts);
     let meta = StoreMeta::new(
@@ -261,18 +325,19 @@ pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<(
     let (ntrain, ntest) = (train.y.len(), test.y.len());
     write_store(out, &meta, &to_split(train), &to_split(test))
         .with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "synth: {} classes, {ntrain} train / {ntest} test samples written to {} in {:.1}s",
-        opts.classes,
-        out.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(json!({
+        "command": "synth", "classes": opts.classes, "train": ntrain, "test": ntest,
+        "out": out, "seconds": t0.elapsed().as_secs_f64(),
+    }))
 }
 
 /// `pstl pretrain`: data (synthetic if configured and missing), training, and the
 /// linear probe against a random-init encoder when `eval.after_pretrain` is set.
-pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Result<()> {
+pub fn run_pretrain(
+    cfg: &Config,
+    opts: &crate::train::PretrainOptions,
+    g: &GlobalOpts,
+) -> Result<()> {
     let run_dir = cfg.run.dir.join(&cfg.run.name);
     if !cfg.data.path.exists() {
         if !cfg.data.synth.create_if_missing {
@@ -296,11 +361,11 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
     // Every check before the run directory is touched.
     let start = crate::preflight::check_pretrain(cfg, &run_dir, opts)?;
     if let crate::preflight::Start::Complete(epoch) = start {
-        return finished_run(cfg, &run_dir, epoch);
+        return finished_run(cfg, &run_dir, epoch, g);
     }
     crate::cli::prepare_run_dir(&run_dir, cfg)?;
     let device = setup(cfg)?;
-    eprintln!(
+    tracing::info!(
         "pretrain: run {} on {} with {} thread(s), data {}",
         run_dir.display(),
         device_name(device),
@@ -308,22 +373,28 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
         cfg.data.path.display()
     );
     let report = pretrain(cfg, device, &run_dir, opts)?;
-    println!(
+    let mut text = format!(
         "pretrain: {} epoch(s) in {:.1}s, final loss {:.4}, encoder {}",
         report.epochs_run,
         report.seconds,
         report.final_loss,
         report.encoder.display()
     );
+    let mut v = json!({
+        "command": "pretrain", "epochs_run": report.epochs_run,
+        "epochs_done": report.epochs_done, "seconds": report.seconds,
+        "final_loss": report.final_loss, "encoder": report.encoder,
+    });
     if report.epochs_done < cfg.pretrain.epochs {
-        println!(
-            "pretrain: stopped after epoch {}; continue with --resume",
+        text += &format!(
+            "\npretrain: stopped after epoch {}; continue with --resume",
             report.epochs_done
         );
+        crate::commands::report(g, &text, v);
         return Ok(());
     }
     if cfg.eval.after_pretrain {
-        probe_after_pretrain(
+        let (probe_text, results) = probe_after_pretrain(
             cfg,
             device,
             &run_dir,
@@ -331,31 +402,41 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
             report.final_loss,
             Some(report.seconds),
         )?;
+        text += &probe_text;
+        v["results"] = results;
     }
+    crate::commands::report(g, &text, v);
     Ok(())
 }
 
 /// A rerun of a finished run: nothing is trained and nothing rewritten; only a missing
 /// `results.json` (a run killed during the probe) is made, from the logged final loss.
-fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize) -> Result<()> {
-    println!(
+fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize, g: &GlobalOpts) -> Result<()> {
+    let mut text = format!(
         "pretrain: run {} is complete ({epoch} of {} epochs); nothing to train. \
          Add --fresh to start over, or raise pretrain.epochs to continue.",
         run_dir.display(),
         cfg.pretrain.epochs
     );
+    let mut v = json!({"command": "pretrain", "epochs_run": 0, "epochs_done": epoch});
     let results = run_dir.join("results.json");
     if !cfg.eval.after_pretrain || results.exists() {
         if results.exists() {
-            println!("pretrain: results in {}", results.display());
+            text += &format!("\npretrain: results in {}", results.display());
         }
+        report(g, &text, v);
         return Ok(());
     }
     let metrics = crate::train::read_metrics(&run_dir.join("metrics.csv")).unwrap_or_default();
     let final_loss = metrics.last().map_or(f64::NAN, |r| r.loss);
     let device = setup(cfg)?;
     let encoder = run_dir.join("encoder.safetensors");
-    probe_after_pretrain(cfg, device, run_dir, &encoder, final_loss, None)
+    let (probe_text, results) =
+        probe_after_pretrain(cfg, device, run_dir, &encoder, final_loss, None)?;
+    text += &probe_text;
+    v["results"] = results;
+    report(g, &text, v);
+    Ok(())
 }
 
 /// The linear probe on the pretrained and on a random-init encoder; `results.json`.
@@ -366,12 +447,15 @@ fn probe_after_pretrain(
     encoder: &Path,
     final_loss: f64,
     pretrain_seconds: Option<f64>,
-) -> Result<()> {
+) -> Result<(String, serde_json::Value)> {
     let data = crate::eval::load_data(cfg)?;
     let t0 = Instant::now();
-    let trained_out = EvalOutput::new(&run_dir.join("eval-linear"))?;
+    let names = crate::data::classes::for_store(&cfg.data.path);
+    let trained_out =
+        EvalOutput::new(&run_dir.join("eval-linear"))?.with_class_names(names.clone());
     let trained = crate::eval::linear_with_data(cfg, Some(encoder), device, &trained_out, &data)?;
-    let random_out = EvalOutput::new(&run_dir.join("eval-linear-random-init"))?;
+    let random_out =
+        EvalOutput::new(&run_dir.join("eval-linear-random-init"))?.with_class_names(names);
     let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
     // k-NN on eval-mode features: one forward pass over both splits per encoder.
     let knn = |ckpt: Option<&Path>| -> Result<Vec<f64>> {
@@ -405,8 +489,8 @@ fn probe_after_pretrain(
         serde_json::to_string_pretty(&results)?.as_bytes(),
     )?;
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "linear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
+    let mut text = format!(
+        "\nlinear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
         cfg.eval.linear_epochs,
         f(&trained, "top1_last"),
         f(&trained, "top1_best"),
@@ -420,14 +504,14 @@ fn probe_after_pretrain(
             .collect::<Vec<_>>()
             .join(" / ")
     };
-    println!(
-        "k-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
+    text += &format!(
+        "\nk-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
         ks.join(" / "),
         pct(&knn_trained),
         pct(&knn_random),
         run_dir.join("results.json").display()
     );
-    Ok(())
+    Ok((text, results))
 }
 
 fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
@@ -442,7 +526,8 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| cfg.run.dir.join(&cfg.run.name).join(format!("eval-{name}")));
-    let out = EvalOutput::new(&dir)?;
+    let out =
+        EvalOutput::new(&dir)?.with_class_names(crate::data::classes::for_store(&cfg.data.path));
     let ckpt = a.checkpoint.as_deref();
     let v = match a.protocol {
         Protocol::Linear => crate::eval::linear(&cfg, ckpt, device, &out)?,
@@ -462,11 +547,23 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
     };
     // Written once the protocol succeeded: a failed command leaves the old one.
     crate::cli::prepare_run_dir(&dir, &cfg)?;
-    println!(
+    let text = format!(
         "eval {name}: {} (details in {})",
         summary(&v),
         dir.join("results.json").display()
     );
+    let mut out = serde_json::Map::new();
+    out.insert("command".into(), json!("eval"));
+    out.insert("protocol".into(), json!(name));
+    out.insert("results".into(), json!(dir.join("results.json")));
+    if let Some(obj) = v.as_object() {
+        out.extend(
+            obj.iter()
+                .filter(|(k, _)| *k != "config")
+                .map(|(k, x)| (k.clone(), x.clone())),
+        );
+    }
+    report(g, &text, serde_json::Value::Object(out));
     Ok(())
 }
 
@@ -508,7 +605,7 @@ fn summary(v: &serde_json::Value) -> String {
 }
 
 /// Pretraining throughput on random batches.
-fn bench(cfg: &Config, device: tch::Device, steps: usize) -> Result<()> {
+fn bench(cfg: &Config, device: tch::Device, steps: usize, g: &GlobalOpts) -> Result<()> {
     let mut trainer = Trainer::new(cfg, device);
     let b = cfg.pretrain.batch_size as i64;
     let v = cfg.layout().num_joints as i64;
@@ -523,7 +620,7 @@ fn bench(cfg: &Config, device: tch::Device, steps: usize) -> Result<()> {
     }
     let loss = last.map(|l| l.double_value(&[])).unwrap_or(f64::NAN);
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    let text = format!(
         "bench: {steps} steps of batch {b} on {} ({} threads, projector {}): {:.3} s/step, {:.1} samples/s (last loss {loss:.3})",
         device_name(device),
         tch::get_num_threads(),
@@ -531,5 +628,11 @@ fn bench(cfg: &Config, device: tch::Device, steps: usize) -> Result<()> {
         secs / steps.max(1) as f64,
         (steps as f64 * b as f64) / secs
     );
+    let v = json!({
+        "command": "bench", "steps": steps, "batch_size": b, "device": device_name(device),
+        "threads": tch::get_num_threads(), "seconds_per_step": secs / steps.max(1) as f64,
+        "samples_per_sec": (steps as f64 * b as f64) / secs, "last_loss": loss,
+    });
+    report(g, &text, v);
     Ok(())
 }

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{nn::Module, CModule, Device, Kind, Tensor};
 
+pub mod hub;
+
 /// Options of `pstl export`.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -99,7 +101,7 @@ pub fn export_weights(
             &fc_out,
             &crate::checkpoint::state_dict(&ex.fc_vs, "fc.", "fc.", 0),
         )?;
-        eprintln!("classifier written to {}", fc_out.display());
+        tracing::info!("classifier written to {}", fc_out.display());
     }
     Ok(())
 }

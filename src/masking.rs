@@ -4,13 +4,13 @@
 //! more at random, one draw per batch as the authors do).
 
 use crate::model::Layout;
-use rand::rngs::StdRng;
+use crate::rng::PstlRng;
 use rand::seq::SliceRandom;
 use tch::{Kind, Tensor};
 
 /// Draw `k` entries without replacement from the degree-weighted joint list (a joint
 /// appears `deg(j)` times), as the authors do: the result may contain duplicates.
-pub fn csm_draw(layout: &Layout, k: usize, rng: &mut StdRng) -> Vec<usize> {
+pub fn csm_draw(layout: &Layout, k: usize, rng: &mut PstlRng) -> Vec<usize> {
     let pool: Vec<usize> = layout
         .degrees()
         .iter()
@@ -35,13 +35,13 @@ pub fn motion_score(x: &Tensor) -> Tensor {
 /// order, then drop `m` of those at random, with one draw for the whole batch
 /// (`random.sample` once in YujieOuO/PSTL `model.py`, `motion_att_temp_mask`): every
 /// sample keeps the same positions of its own slow frames. Output `(N, C, T - 2m, V, M)`.
-pub fn matm(x: &Tensor, m: i64, rng: &mut StdRng) -> Tensor {
+pub fn matm(x: &Tensor, m: i64, rng: &mut PstlRng) -> Tensor {
     matm_with(x, m, false, rng)
 }
 
 /// [`matm`] with the random second drop drawn once per batch (`per_sample == false`,
 /// the authors' way) or once per sample (`augment.per_sample`).
-pub fn matm_with(x: &Tensor, m: i64, per_sample: bool, rng: &mut StdRng) -> Tensor {
+pub fn matm_with(x: &Tensor, m: i64, per_sample: bool, rng: &mut PstlRng) -> Tensor {
     let size = x.size();
     let (n, t) = (size[0], size[2]);
     assert!(

@@ -18,8 +18,8 @@ use crate::masking::{csm_draw, matm_with};
 use crate::model::{bt_loss, BtLoss, Layout, Pstl};
 use crate::optim::{warmup_cosine, Adam};
 use crate::progress::Progress;
+use crate::rng::PstlRng;
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -66,9 +66,9 @@ pub struct PstlViews {
 /// `procedure.py`, `BTProcessor.train_epoch`): the stream is computed first
 /// (`data = get_stream(data)`), then each view draws its own crop, shear, rotation and
 /// flip; the MATM view is masked after augmenting; the CSM draw comes last.
-pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut StdRng) -> PstlViews {
+pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut PstlRng) -> PstlViews {
     let data = cfg.data.stream.apply(x, layout);
-    let view = |rng: &mut StdRng| augment(&data, &cfg.augment, layout, rng);
+    let view = |rng: &mut PstlRng| augment(&data, &cfg.augment, layout, rng);
     let anchor = view(rng);
     let temporal = view(rng);
     let temporal = if cfg.pretrain.mask_frame > 0 {
@@ -97,7 +97,7 @@ pub fn pstl_losses(
     x: &Tensor,
     cfg: &Config,
     layout: &Layout,
-    rng: &mut StdRng,
+    rng: &mut PstlRng,
     train: bool,
 ) -> StepLosses {
     let PstlViews {
@@ -212,7 +212,7 @@ impl Trainer {
     pub fn train_step(&mut self, x: &Tensor, lr: f64) -> StepLosses {
         let seed = step_seed(self.cfg.run.seed, self.step);
         tch::manual_seed(seed as i64);
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = PstlRng::seed_from_u64(seed);
         let losses = pstl_losses(&self.model, x, &self.cfg, &self.layout, &mut rng, true);
         self.adam.zero_grad();
         losses.total.backward();
@@ -425,7 +425,7 @@ pub fn pretrain(
     let ckpt = files.checkpoint();
     if ckpt.exists() && resume {
         trainer.resume(&ckpt)?;
-        eprintln!(
+        tracing::info!(
             "resumed from {} at epoch {} (step {})",
             ckpt.display(),
             trainer.epoch,
@@ -433,7 +433,7 @@ pub fn pretrain(
         );
     } else if let Some(init) = init {
         trainer.init_encoder(init)?;
-        eprintln!("encoder initialised from {}", init.display());
+        tracing::info!("encoder initialised from {}", init.display());
     }
     let start = Instant::now();
     let metrics_path = files.metrics();
@@ -510,15 +510,16 @@ pub fn pretrain(
         }
         bar.finish();
         trainer.epoch = epoch + 1;
-        if !Progress::is_terminal() {
-            eprintln!(
-                "epoch {}/{}: loss {:.4} lr {:.3e}",
-                epoch + 1,
-                cfg.pretrain.epochs,
-                final_loss,
-                lr
-            );
-        }
+        tracing::info!(
+            epoch = epoch + 1,
+            loss = final_loss,
+            lr,
+            "epoch {}/{}: loss {:.4} lr {:.3e}",
+            epoch + 1,
+            cfg.pretrain.epochs,
+            final_loss,
+            lr
+        );
         plot_losses(&files.loss_plot(), &history);
         if trainer.epoch % cfg.pretrain.checkpoint_every == 0 || trainer.epoch == last_epoch {
             trainer.save(&ckpt)?;
@@ -558,6 +559,6 @@ fn plot_losses(path: &Path, rows: &[MetricsRow]) {
     if let Err(e) =
         crate::plot::line_plot(path, "PSTL pretraining loss", "step", "loss", &all, true)
     {
-        eprintln!("warning: could not draw {}: {e:#}", path.display());
+        tracing::warn!("could not draw {}: {e:#}", path.display());
     }
 }

@@ -12,7 +12,6 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -561,60 +560,23 @@ pub fn write_skeleton_text(seq: &RawSeq, bodies: usize) -> String {
     s
 }
 
-/// Progress on stderr: an indicatif bar on a terminal, else a line every ~10%.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    label: &'static str,
-    total: usize,
-    done: usize,
-    next_tenth: usize,
-    enabled: bool,
-}
+/// Progress of a preparation step ([`crate::progress`]); silent unless `enabled`.
+struct Progress(Option<crate::progress::Progress>);
 
 impl Progress {
-    fn new(label: &'static str, total: usize, enabled: bool) -> Self {
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
-            ) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_message(label);
-            bar
-        });
-        Self {
-            bar,
-            label,
-            total,
-            done: 0,
-            next_tenth: 1,
-            enabled,
-        }
+    fn new(label: &str, total: usize, enabled: bool) -> Self {
+        Self(enabled.then(|| crate::progress::Progress::with_plain_lines(label, total as u64)))
     }
 
     fn inc(&mut self, n: usize) {
-        self.done += n;
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        } else if self.enabled && self.total > 0 {
-            let tenth = self.done * 10 / self.total;
-            if tenth >= self.next_tenth {
-                eprintln!(
-                    "{}: {}/{} ({}%)",
-                    self.label,
-                    self.done,
-                    self.total,
-                    self.done * 100 / self.total
-                );
-                self.next_tenth = tenth + 1;
-            }
+        if let Some(p) = &mut self.0 {
+            p.inc(n as u64);
         }
     }
 
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish();
+    fn finish(&mut self) {
+        if let Some(p) = &mut self.0 {
+            p.finish();
         }
     }
 }

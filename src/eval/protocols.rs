@@ -7,8 +7,8 @@ use crate::augment::augment;
 use crate::config::{Config, EnsembleMode};
 use crate::optim::{cosine, Adam};
 use crate::progress::Progress;
+use crate::rng::PstlRng;
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -58,6 +58,8 @@ pub struct ClassifierResult {
 pub struct EvalOutput {
     /// Output folder.
     pub dir: PathBuf,
+    /// Class names for the confusion matrix and the per-class table (may be empty).
+    pub class_names: Vec<String>,
 }
 
 impl EvalOutput {
@@ -66,7 +68,14 @@ impl EvalOutput {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(EvalOutput {
             dir: dir.to_path_buf(),
+            class_names: Vec::new(),
         })
+    }
+
+    /// Use `names` in plots and tables ([`crate::data::classes`]).
+    pub fn with_class_names(mut self, names: Vec<String>) -> Self {
+        self.class_names = names;
+        self
     }
 
     /// `results.json`, atomically.
@@ -107,7 +116,7 @@ impl EvalOutput {
         )
     }
 
-    /// `scores.npy` (test logits) and `confusion.png`.
+    /// `scores.npy` (test logits), `confusion.png` and `per_class.md` (per-class top-1).
     pub fn write_scores(
         &self,
         prefix: &str,
@@ -127,11 +136,17 @@ impl EvalOutput {
             &data,
             &shape,
         )?;
-        crate::plot::confusion_plot(
+        let matrix = confusion(&logits, y, classes);
+        crate::io::atomic_write(
+            &self.dir.join(format!("{prefix}per_class.md")),
+            per_class_table(&matrix, &self.class_names).as_bytes(),
+        )?;
+        crate::plot::confusion_plot_named(
             &self.dir.join(format!("{prefix}confusion.png")),
             "confusion (rows: true class)",
-            &confusion(&logits, y, classes),
+            &matrix,
             true,
+            &self.class_names,
         )
     }
 }
@@ -139,7 +154,7 @@ impl EvalOutput {
 /// Shuffled mini-batches of `0..n` for `epoch` under `seed`.
 fn batches(n: usize, batch: usize, seed: u64, epoch: usize) -> Vec<Vec<i64>> {
     let mut idx: Vec<i64> = (0..n as i64).collect();
-    let mut rng = StdRng::seed_from_u64(crate::train::step_seed(seed, epoch as u64));
+    let mut rng = PstlRng::seed_from_u64(crate::train::step_seed(seed, epoch as u64));
     idx.shuffle(&mut rng);
     idx.chunks(batch).map(|c| c.to_vec()).collect()
 }
@@ -388,6 +403,23 @@ fn benchmark_json(cfg: &Config) -> Value {
     }
 }
 
+/// Markdown table of per-class test samples and top-1 (%) from a confusion matrix.
+pub fn per_class_table(matrix: &[Vec<u64>], names: &[String]) -> String {
+    let mut s = String::from("| class | name | test samples | top-1 (%) |\n|---|---|---|---|\n");
+    for (t, row) in matrix.iter().enumerate() {
+        let n: u64 = row.iter().sum();
+        let hit = row.get(t).copied().unwrap_or(0);
+        let acc = if n > 0 {
+            format!("{:.2}", 100.0 * hit as f64 / n as f64)
+        } else {
+            "n/a".into()
+        };
+        let name = names.get(t).map(String::as_str).unwrap_or("");
+        s.push_str(&format!("| {t} | {name} | {n} | {acc} |\n"));
+    }
+    s
+}
+
 fn base_json(cfg: &Config, protocol: &str, ckpt: Option<&Path>) -> Result<Value> {
     Ok(json!({
         "protocol": protocol,
@@ -420,7 +452,7 @@ pub fn linear_with_data(
     data: &EvalData,
 ) -> Result<Value> {
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
-    eprintln!("linear: encoder frozen; features computed once and cached (no augmentation)");
+    tracing::info!("linear: encoder frozen; features computed once and cached (no augmentation)");
     let (train_f, test_f) = split_features(&enc, data, cfg, device)?;
     let (fc_vs, _fc, res, logits) = train_linear_on_features(
         &train_f,
@@ -581,7 +613,7 @@ pub fn finetune_rows(
             let x = data.train_x.index_select(0, &idx).to_device(device);
             let mut x = cfg.data.stream.apply(&x, &layout);
             if e.finetune_augment {
-                let mut rng = StdRng::seed_from_u64(crate::train::step_seed(
+                let mut rng = PstlRng::seed_from_u64(crate::train::step_seed(
                     cfg.run.seed,
                     (epoch * 1_000_003 + i) as u64,
                 ));
@@ -657,7 +689,7 @@ pub fn semi_subset(labels: &[i64], percent: f64, seed: u64, min_one: bool) -> Ve
     for (i, &y) in labels.iter().enumerate() {
         by_class.entry(y).or_default().push(i as i64);
     }
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = PstlRng::seed_from_u64(seed);
     let mut out = Vec::new();
     for rows in by_class.values_mut() {
         let take = (percent / 100.0 * rows.len() as f64).round_ties_even() as usize;
@@ -723,9 +755,11 @@ pub fn transfer(
     let Some(src) = ckpt else {
         bail!("transfer needs --checkpoint from the source dataset")
     };
-    let lin_out = EvalOutput::new(&out.dir.join("linear"))?;
+    let lin_out =
+        EvalOutput::new(&out.dir.join("linear"))?.with_class_names(out.class_names.clone());
     let lin = linear(cfg, Some(src), device, &lin_out)?;
-    let ft_out = EvalOutput::new(&out.dir.join("finetune"))?;
+    let ft_out =
+        EvalOutput::new(&out.dir.join("finetune"))?.with_class_names(out.class_names.clone());
     let ft = finetune(cfg, Some(src), device, &ft_out)?;
     let mut v = base_json(cfg, "transfer", ckpt)?;
     v["linear"] = json!({"top1_best": lin["top1_best"], "top1_last": lin["top1_last"]});
@@ -759,7 +793,8 @@ pub fn robust(
     let cls_path = match classifier_path {
         Some(p) => p.to_path_buf(),
         None => {
-            let lin_out = EvalOutput::new(&out.dir.join("linear"))?;
+            let lin_out =
+                EvalOutput::new(&out.dir.join("linear"))?.with_class_names(out.class_names.clone());
             linear_with_data(cfg, ckpt, device, &lin_out, &data)?;
             lin_out.dir.join("classifier.safetensors")
         }
@@ -795,7 +830,7 @@ pub fn robust(
         sets.insert(name.clone(), json!(a));
         bars.push((name, a));
     }
-    let mut rng = StdRng::seed_from_u64(cfg.run.seed);
+    let mut rng = PstlRng::seed_from_u64(cfg.run.seed);
     let all: Vec<usize> = (0..layout.num_joints).collect();
     let mut by_k = vec![(0.0, full)];
     let mut k_json = serde_json::Map::new();

@@ -10,9 +10,9 @@ use pstl::data::RawSeq;
 use pstl::eval::{self, EvalOutput};
 use pstl::masking::{matm, matm_with, motion_score};
 use pstl::model::Layout;
+use pstl::rng::PstlRng;
 use pstl::stream::{motion, Stream};
 use pstl::train::pstl_views;
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
@@ -26,12 +26,12 @@ fn motion_view_is_stream_then_augment() {
     tch::manual_seed(3);
     let x = Tensor::randn([4, 3, 50, 25, 2], (Kind::Float, Device::Cpu)).cumsum(2, Kind::Float);
     // The anchor is the first draw of the step's generator.
-    let views = pstl_views(&x, &cfg, &layout, &mut StdRng::seed_from_u64(11));
+    let views = pstl_views(&x, &cfg, &layout, &mut PstlRng::seed_from_u64(11));
     let authors = augment(
         &motion(&x),
         &cfg.augment,
         &layout,
-        &mut StdRng::seed_from_u64(11),
+        &mut PstlRng::seed_from_u64(11),
     );
     assert!(
         max_abs(&views.anchor, &authors) < 1e-5,
@@ -43,7 +43,7 @@ fn motion_view_is_stream_then_augment() {
         &x,
         &cfg.augment,
         &layout,
-        &mut StdRng::seed_from_u64(11),
+        &mut PstlRng::seed_from_u64(11),
     ));
     assert!(max_abs(&views.anchor, &reversed) > 1e-3);
     assert_eq!(views.temporal.size(), vec![4, 3, 30, 25, 2]);
@@ -87,7 +87,7 @@ fn matm_random_drop_is_one_draw_per_batch() {
         .expand([6, 3, 50, 25, 2], false)
         .contiguous();
     let m = 10;
-    let y = matm(&x, m, &mut StdRng::seed_from_u64(1));
+    let y = matm(&x, m, &mut PstlRng::seed_from_u64(1));
     let (pos, slow) = matm_positions(&x, &y, m);
     assert!(
         slow.windows(2).any(|w| w[0] != w[1]),
@@ -98,7 +98,7 @@ fn matm_random_drop_is_one_draw_per_batch() {
         "per-batch draw: every sample keeps the same positions, got {pos:?}"
     );
     // The config switch (augment.per_sample) draws per sample.
-    let y = matm_with(&x, m, true, &mut StdRng::seed_from_u64(1));
+    let y = matm_with(&x, m, true, &mut PstlRng::seed_from_u64(1));
     let (pos, _) = matm_positions(&x, &y, m);
     assert!(
         pos.iter().any(|p| p != &pos[0]),
