@@ -517,6 +517,9 @@ fn probe_after_pretrain(
 fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
     let mut cfg = crate::cli::resolve_config(&a.cfg, g)?;
     cfg.eval.robust_part_sets.extend(a.parts.iter().cloned());
+    if !a.parts.is_empty() {
+        cfg.validate(&format!("--parts {}", a.parts.join(" ")))?;
+    }
     let device = setup(&cfg)?;
     let name = format!("{:?}", a.protocol).to_lowercase();
     let dir: PathBuf = a
