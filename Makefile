@@ -28,7 +28,7 @@ endif
 
 BIN := target/release/pstl
 
-.PHONY: setup build test pretrain bench fmt lint docker clean distclean
+.PHONY: setup build test fuzz pretrain bench fmt lint docker clean distclean
 
 setup: $(STAMP) $(PYTEST_STAMP) .hdf5-ok
 
@@ -64,6 +64,11 @@ test: setup
 	$(CARGO) test --release --locked -- --test-threads=2
 	$(PY) -m pip install --quiet ./python
 	PSTL_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -p no:cacheprovider python/tests
+
+# Reader fuzzing (proptest, tests/it/fuzz.rs): each reader for FUZZ_SECONDS (default 600).
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	PSTL_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release --locked -- --test-threads=1 --nocapture fuzz_
 
 pretrain: build
 	$(BIN) pretrain --config $(CONFIG) $(ARGS)

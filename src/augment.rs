@@ -2,7 +2,8 @@
 //! AimCLR's feeder): shear, temporal crop with mirror padding, 3-axis rotation and
 //! left/right flip. Random numbers are drawn on the host from a seeded `PstlRng` (so runs
 //! are reproducible on any device) and applied as small tensors on the data's device.
-//! Draws are per batch as in the authors' code, or per sample with `per_sample`.
+//! Draws are per batch as in the authors' code, or per sample with `per_sample`. They
+//! act on the stream (motion, bone) already computed, as the authors' do.
 
 use crate::model::Layout;
 use crate::rng::PstlRng;
@@ -24,7 +25,8 @@ pub struct AugmentConfig {
     pub rotate_other_deg: f64,
     /// Probability of the left/right flip.
     pub flip_prob: f64,
-    /// Draw every augmentation per sample instead of once per batch.
+    /// Draw every augmentation, and MATM's random frame drop, per sample instead of
+    /// once per batch (the authors' way).
     pub per_sample: bool,
 }
 

@@ -109,6 +109,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: CompletionTarget,
     },
+    /// Markdown table of the results.json files under run folders, in the paper's layout
+    /// with the published figures and the differences.
+    #[command(after_help = "Example:\n  pstl report runs --out report.md")]
+    Report(ReportArgs),
 }
 
 /// Targets of `pstl completions`.
@@ -168,6 +172,17 @@ pub fn value_name<T: ValueEnum>(v: &T) -> String {
     v.to_possible_value()
         .map(|p| p.get_name().to_string())
         .unwrap_or_default()
+}
+
+/// `pstl report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run folders (searched recursively for results.json) or results files.
+    #[arg(default_value = "runs")]
+    pub dirs: Vec<PathBuf>,
+    /// Write the Markdown here (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `pstl prepare ...`
@@ -308,7 +323,7 @@ pub enum Protocol {
     Transfer,
     /// Accuracy with joints missing at test time (body parts, k random joints).
     Robust,
-    /// Weighted sum of per-stream softmax scores.
+    /// Weighted sum of per-stream logits or softmax scores (eval.ensemble_mode).
     Ensemble,
 }
 
@@ -328,6 +343,10 @@ pub struct EvalArgs {
     /// `robust`: a classifier.safetensors from `linear` or `finetune`.
     #[arg(long)]
     pub classifier: Option<PathBuf>,
+    /// `robust`: also remove these body parts together, e.g. `--parts left_arm,right_leg`
+    /// (repeatable; parts: left_arm, right_arm, left_leg, right_leg, trunk).
+    #[arg(long, value_name = "PART,PART")]
+    pub parts: Vec<String>,
     /// `ensemble`: scores.npy of each stream (joint, motion, bone).
     #[arg(long, num_args = 1..)]
     pub scores: Vec<PathBuf>,
@@ -415,23 +434,32 @@ pub struct BenchArgs {
     pub steps: usize,
 }
 
-/// Resolve a config with the global overrides applied.
+/// Resolve a config with the global overrides applied; a bad value names the option
+/// it came from (`--set k=v`, `--device`, `--threads`, `--seed`).
 pub fn resolve_config(opts: &ConfigOpts, global: &GlobalOpts) -> Result<Config> {
-    let mut overrides = opts.overrides.clone();
+    let mut overrides: Vec<(String, String)> = opts
+        .overrides
+        .iter()
+        .map(|ov| (format!("--set {ov}"), ov.clone()))
+        .collect();
     if let Some(d) = &global.device {
-        overrides.push(format!("run.device=\"{d}\""));
+        let quoted = toml::Value::String(d.clone()).to_string();
+        overrides.push((format!("--device {d}"), format!("run.device={quoted}")));
     }
     if let Some(t) = global.threads {
-        overrides.push(format!("run.threads={t}"));
+        overrides.push((format!("--threads {t}"), format!("run.threads={t}")));
     }
     if let Some(s) = global.seed {
-        overrides.push(format!("run.seed={s}"));
+        overrides.push((format!("--seed {s}"), format!("run.seed={s}")));
     }
     if let Some(d) = &global.runs_dir {
         let d = d.display().to_string();
-        overrides.push(format!("run.dir={}", toml::Value::String(d)));
+        overrides.push((
+            format!("--runs-dir {d}"),
+            format!("run.dir={}", toml::Value::String(d)),
+        ));
     }
-    Ok(Config::load(opts.config.as_deref(), &overrides)?)
+    Ok(Config::load_labelled(opts.config.as_deref(), &overrides)?)
 }
 
 /// Create `dir`, and write the resolved config and the command line into it.
@@ -460,6 +488,23 @@ fn shell_join(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An error and its causes on one line, `outer: cause: ...`, leaving out a cause whose
+/// text the line holds already (OS and HDF5 errors that quote their source).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Parse and run.

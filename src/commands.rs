@@ -11,8 +11,8 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Print a command's final summary on stdout: the text line, or with `--json` the
-/// summary as one JSON object (the text then goes to the log).
+/// Print a command's final summary on stdout: the text, or with `--json` the summary
+/// as one JSON object (the text then goes to the log).
 pub fn report(g: &GlobalOpts, text: &str, v: serde_json::Value) {
     if g.json {
         tracing::info!("{text}");
@@ -25,12 +25,19 @@ pub fn report(g: &GlobalOpts, text: &str, v: serde_json::Value) {
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let g = cli.global.clone();
+    if let Some(t) = g.threads {
+        let max = crate::config::max_threads();
+        if t > max {
+            bail!("--threads {t}: at most {max} (0 = all cores)");
+        }
+    }
     match cli.command {
         Command::Prepare(p) => {
             set_threads(g.threads.unwrap_or(0));
             prepare(p, &g)
         }
         Command::Synth(a) => {
+            check_synth_args(&a)?;
             set_threads(g.threads.unwrap_or(0));
             let opts = crate::data::synth::SynthOpts {
                 classes: a.classes,
@@ -53,6 +60,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Pretrain(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
+            if a.resume {
+                crate::preflight::require_checkpoint(&cfg)?;
+            }
             let opts = crate::train::PretrainOptions {
                 resume: !a.fresh,
                 init: a.init,
@@ -62,6 +72,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(a) => run_eval(a, &g),
         Command::Embed(a) => {
+            if a.batch_size == 0 {
+                bail!("--batch-size 0: must be at least 1");
+            }
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
             crate::export::embed(
@@ -87,6 +100,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 && a.hub.is_none()
             {
                 bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors, --pt OUT.pt and/or --hub DIR");
+            }
+            for (flag, v) in [("--frames", a.frames), ("--persons", a.persons)] {
+                if !(1..=100_000).contains(&v) {
+                    bail!("{flag} {v}: must be in 1..=100000");
+                }
             }
             let mut written = serde_json::Map::new();
             let mut lines = Vec::new();
@@ -160,12 +178,27 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(a) => {
+            if a.steps == 0 {
+                bail!("--steps 0: must be at least 1");
+            }
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
             bench(&cfg, device, a.steps, &g)
         }
         Command::Completions { shell } => {
             crate::cli::write_completions(shell, &mut std::io::stdout().lock())
+        }
+        Command::Report(a) => {
+            let md = crate::report::report(&a.dirs)?;
+            match &a.out {
+                Some(out) => {
+                    crate::io::atomic_write(out, md.as_bytes())?;
+                    let text = format!("report: written to {}", out.display());
+                    report(&g, &text, json!({"command": "report", "out": out}));
+                }
+                None => print!("{md}"),
+            }
+            Ok(())
         }
     }
 }
@@ -257,6 +290,23 @@ fn prepare(p: PrepareCmd, g: &GlobalOpts) -> Result<()> {
     Ok(())
 }
 
+/// `synth` flags: class count within the generator's, at least one sample per class.
+fn check_synth_args(a: &crate::cli::SynthArgs) -> Result<()> {
+    use crate::data::synth::MAX_CLASSES;
+    if !(1..=MAX_CLASSES).contains(&a.classes) {
+        bail!("--classes {}: must be in 1..={MAX_CLASSES}", a.classes);
+    }
+    for (flag, v) in [
+        ("--train-per-class", a.train_per_class),
+        ("--test-per-class", a.test_per_class),
+    ] {
+        if !(1..=1_000_000).contains(&v) {
+            bail!("{flag} {v}: must be in 1..=1000000");
+        }
+    }
+    Ok(())
+}
+
 /// Generate the synthetic dataset into an HDF5 store; returns the summary.
 pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<serde_json::Value> {
     let t0 = Instant::now();
@@ -290,8 +340,6 @@ pub fn run_pretrain(
     g: &GlobalOpts,
 ) -> Result<()> {
     let run_dir = cfg.run.dir.join(&cfg.run.name);
-    crate::cli::prepare_run_dir(&run_dir, cfg)?;
-    let device = setup(cfg)?;
     if !cfg.data.path.exists() {
         if !cfg.data.synth.create_if_missing {
             bail!(
@@ -311,6 +359,13 @@ pub fn run_pretrain(
             },
         )?;
     }
+    // Every check before the run directory is touched.
+    let start = crate::preflight::check_pretrain(cfg, &run_dir, opts)?;
+    if let crate::preflight::Start::Complete(epoch) = start {
+        return finished_run(cfg, &run_dir, epoch, g);
+    }
+    crate::cli::prepare_run_dir(&run_dir, cfg)?;
+    let device = setup(cfg)?;
     tracing::info!(
         "pretrain: run {} on {} with {} thread(s), data {}",
         run_dir.display(),
@@ -336,55 +391,138 @@ pub fn run_pretrain(
             "\npretrain: stopped after epoch {}; continue with --resume",
             report.epochs_done
         );
-        crate::commands::report(g, &text, v);
-        return Ok(());
-    }
-    if cfg.eval.after_pretrain {
-        let data = crate::eval::load_data(cfg)?;
-        let t0 = Instant::now();
-        let names = crate::data::classes::for_store(&cfg.data.path);
-        let trained_out =
-            EvalOutput::new(&run_dir.join("eval-linear"))?.with_class_names(names.clone());
-        let trained =
-            crate::eval::linear_with_data(cfg, Some(&report.encoder), device, &trained_out, &data)?;
-        let random_out =
-            EvalOutput::new(&run_dir.join("eval-linear-random-init"))?.with_class_names(names);
-        let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
-        let results = json!({
-            "linear_top1": trained["top1_last"],
-            "linear_top1_best": trained["top1_best"],
-            "random_init_linear_top1": random["top1_last"],
-            "random_init_linear_top1_best": random["top1_best"],
-            "final_loss": report.final_loss,
-            "pretrain_seconds": report.seconds,
-            "probe_seconds": t0.elapsed().as_secs_f64(),
-            "encoder": report.encoder.display().to_string(),
-        });
-        crate::io::atomic_write(
-            &run_dir.join("results.json"),
-            serde_json::to_string_pretty(&results)?.as_bytes(),
+    } else if cfg.eval.after_pretrain {
+        let (probe_text, results) = probe_after_pretrain(
+            cfg,
+            device,
+            &run_dir,
+            &report.encoder,
+            report.final_loss,
+            Some(report.seconds),
         )?;
-        text += &format!(
-            "\nlinear probe top-1: PSTL {:.2}% vs random-init {:.2}% (results in {})",
-            trained["top1_last"].as_f64().unwrap_or(f64::NAN),
-            random["top1_last"].as_f64().unwrap_or(f64::NAN),
-            run_dir.join("results.json").display()
-        );
+        text += &format!("\n{probe_text}");
         v["results"] = results;
     }
     crate::commands::report(g, &text, v);
     Ok(())
 }
 
+/// A rerun of a finished run: nothing is trained and nothing rewritten; only a missing
+/// `results.json` (a run killed during the probe) is made, from the logged final loss.
+fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize, g: &GlobalOpts) -> Result<()> {
+    let mut text = format!(
+        "pretrain: run {} is complete ({epoch} of {} epochs); nothing to train. \
+         Add --fresh to start over, or raise pretrain.epochs to continue.",
+        run_dir.display(),
+        cfg.pretrain.epochs
+    );
+    let mut v = json!({"command": "pretrain", "complete": true, "epochs_done": epoch});
+    let results = run_dir.join("results.json");
+    if !cfg.eval.after_pretrain || results.exists() {
+        if results.exists() {
+            text += &format!("\npretrain: results in {}", results.display());
+            v["results_file"] = json!(results);
+        }
+        report(g, &text, v);
+        return Ok(());
+    }
+    let metrics = crate::train::read_metrics(&run_dir.join("metrics.csv")).unwrap_or_default();
+    let final_loss = metrics.last().map_or(f64::NAN, |r| r.loss);
+    let device = setup(cfg)?;
+    let encoder = run_dir.join("encoder.safetensors");
+    let (probe_text, results) =
+        probe_after_pretrain(cfg, device, run_dir, &encoder, final_loss, None)?;
+    text += &format!("\n{probe_text}");
+    v["results"] = results;
+    report(g, &text, v);
+    Ok(())
+}
+
+/// The linear probe on the pretrained and on a random-init encoder; `results.json`.
+/// Returns the summary lines and the results.
+fn probe_after_pretrain(
+    cfg: &Config,
+    device: tch::Device,
+    run_dir: &Path,
+    encoder: &Path,
+    final_loss: f64,
+    pretrain_seconds: Option<f64>,
+) -> Result<(String, serde_json::Value)> {
+    let data = crate::eval::load_data(cfg)?;
+    let t0 = Instant::now();
+    let names = crate::data::classes::for_store(&cfg.data.path);
+    let trained_out =
+        EvalOutput::new(&run_dir.join("eval-linear"))?.with_class_names(names.clone());
+    let trained = crate::eval::linear_with_data(cfg, Some(encoder), device, &trained_out, &data)?;
+    let random_out =
+        EvalOutput::new(&run_dir.join("eval-linear-random-init"))?.with_class_names(names);
+    let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
+    // k-NN on eval-mode features: one forward pass over both splits per encoder.
+    let knn = |ckpt: Option<&Path>| -> Result<Vec<f64>> {
+        let (_vs, enc) = crate::eval::load_encoder(cfg, ckpt, device)?;
+        let (tr, te) = crate::eval::split_features(&enc, &data, cfg, device)?;
+        Ok(crate::eval::knn_accuracy(
+            &tr,
+            &data.train_y,
+            &te,
+            &data.test_y,
+            data.num_classes,
+            &cfg.eval.knn_k,
+        ))
+    };
+    let (knn_trained, knn_random) = (knn(Some(encoder))?, knn(None)?);
+    let results = json!({
+        "linear_top1": trained["top1_last"],
+        "linear_top1_best": trained["top1_best"],
+        "random_init_linear_top1": random["top1_last"],
+        "random_init_linear_top1_best": random["top1_best"],
+        "knn_k": cfg.eval.knn_k,
+        "knn_top1": knn_trained,
+        "random_init_knn_top1": knn_random,
+        "final_loss": final_loss,
+        "pretrain_seconds": pretrain_seconds,
+        "probe_seconds": t0.elapsed().as_secs_f64(),
+        "encoder": encoder.display().to_string(),
+    });
+    crate::io::atomic_write(
+        &run_dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let linear_line = format!(
+        "linear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
+        cfg.eval.linear_epochs,
+        f(&trained, "top1_last"),
+        f(&trained, "top1_best"),
+        f(&random, "top1_last"),
+        f(&random, "top1_best"),
+    );
+    let ks: Vec<String> = cfg.eval.knn_k.iter().map(|k| k.to_string()).collect();
+    let pct = |v: &[f64]| {
+        v.iter()
+            .map(|a| format!("{a:.2}%"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let knn_line = format!(
+        "k-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
+        ks.join(" / "),
+        pct(&knn_trained),
+        pct(&knn_random),
+        run_dir.join("results.json").display()
+    );
+    Ok((format!("{linear_line}\n{knn_line}"), results))
+}
+
 fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
-    let cfg = crate::cli::resolve_config(&a.cfg, g)?;
+    let mut cfg = crate::cli::resolve_config(&a.cfg, g)?;
+    cfg.eval.robust_part_sets.extend(a.parts.iter().cloned());
     let device = setup(&cfg)?;
     let name = format!("{:?}", a.protocol).to_lowercase();
     let dir: PathBuf = a
         .out
         .clone()
         .unwrap_or_else(|| cfg.run.dir.join(&cfg.run.name).join(format!("eval-{name}")));
-    crate::cli::prepare_run_dir(&dir, &cfg)?;
     let out =
         EvalOutput::new(&dir)?.with_class_names(crate::data::classes::for_store(&cfg.data.path));
     let ckpt = a.checkpoint.as_deref();
@@ -404,6 +542,8 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
             crate::eval::ensemble(&cfg, &a.scores, &weights, &out)?
         }
     };
+    // Written once the protocol succeeded: a failed command leaves the old one.
+    crate::cli::prepare_run_dir(&dir, &cfg)?;
     let text = format!(
         "eval {name}: {} (details in {})",
         summary(&v),
@@ -424,27 +564,41 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
     Ok(())
 }
 
-/// The figures of a results object on one line.
+/// The figures of a results object on one line, each named by what it is: top-1 of
+/// the best epoch (the paper's figure) and of the last, both per-sample.
 fn summary(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let num = |x: Option<&Value>| x.and_then(Value::as_f64);
+    let trained = |o: &Value| -> Option<String> {
+        let best = num(o.get("top1_best"))?;
+        let last = num(o.get("top1_last")).unwrap_or(f64::NAN);
+        Some(format!(
+            "top-1 {best:.2} best epoch / {last:.2} last epoch (per-sample)"
+        ))
+    };
     let mut parts = Vec::new();
-    if let Some(obj) = v.as_object() {
-        for (k, val) in obj {
-            if k.starts_with("top") || k.starts_with("semi") || k == "linear" || k == "finetune" {
-                match val {
-                    serde_json::Value::Number(n) => {
-                        parts.push(format!("{k}={:.2}", n.as_f64().unwrap_or(f64::NAN)))
-                    }
-                    serde_json::Value::Object(o) => {
-                        if let Some(t) = o.get("top1_last").and_then(|x| x.as_f64()) {
-                            parts.push(format!("{k}.top1_last={t:.2}"));
-                        }
-                    }
-                    _ => {}
-                }
+    if let Some(t) = trained(v) {
+        parts.push(t);
+    }
+    let Some(obj) = v.as_object() else {
+        return String::new();
+    };
+    for (k, val) in obj {
+        let plain = k.starts_with("top1_k") || k == "top1" || k == "top5" || k == "top1_full";
+        if plain {
+            if let Some(n) = val.as_f64() {
+                parts.push(format!("{k}={n:.2}"));
+            }
+        } else if k.starts_with("semi") || k == "linear" || k == "finetune" {
+            if let Some(t) = trained(val) {
+                parts.push(format!("{k}: {t}"));
             }
         }
     }
-    parts.join(" ")
+    if let Some(mode) = obj.get("mode").and_then(Value::as_str) {
+        parts.push(format!("(ensemble of {mode})"));
+    }
+    parts.join("; ")
 }
 
 /// Pretraining throughput on random batches.

@@ -1,6 +1,7 @@
 //! Small file helpers: atomic writes (a `tempfile::NamedTempFile` in the same folder,
 //! persisted over the target), so that no reader ever sees a half-written file and a
-//! failed write leaves nothing behind, and streaming SHA-256 for provenance.
+//! failed write leaves nothing behind; removal of temporaries left by killed processes;
+//! streaming SHA-256 for provenance.
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -8,12 +9,14 @@ use std::io::Write;
 use std::path::Path;
 use tempfile::NamedTempFile;
 
-/// A temporary file beside `path`, named `.<file>.<random>.tmp[.<ext>]` (the extension
-/// kept for writers that choose the format by it), created with the usual `0o666`
-/// minus the umask (not tempfile's `0o600`). Removed on drop unless persisted. The
-/// folder must exist.
+/// A temporary file beside `path`, named `.<file>.<pid>.<random>.tmp[.<ext>]` (the
+/// extension kept for writers that choose the format by it), created with the usual
+/// `0o666` minus the umask (not tempfile's `0o600`). Stale temporaries of `path` from
+/// dead processes are removed first ([`remove_stale_temps`]). Removed on drop unless
+/// persisted. The folder must exist.
 pub fn temp_beside(path: &Path) -> Result<NamedTempFile> {
     let dir = parent(path);
+    remove_stale_temps(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -22,7 +25,7 @@ pub fn temp_beside(path: &Path) -> Result<NamedTempFile> {
         Some(e) => format!(".tmp.{}", e.to_string_lossy()),
         None => ".tmp".to_string(),
     };
-    let prefix = format!(".{name}.");
+    let prefix = format!(".{name}.{}.", std::process::id());
     let mut b = tempfile::Builder::new();
     b.prefix(&prefix).suffix(&suffix);
     #[cfg(unix)]
@@ -83,4 +86,45 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+/// Removes temporaries of `path` left by killed processes: siblings named
+/// `[.]<name>.<pid>.….tmp[.<ext>]` whose process no longer runs (checked in `/proc`; nothing is
+/// removed where `/proc` is absent or the process lives).
+pub fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let name = name.to_string_lossy();
+    let proc_ok = Path::new("/proc/self").exists();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let rest = file.strip_prefix('.').unwrap_or(&file);
+        let Some(rest) = rest
+            .strip_prefix(name.as_ref())
+            .and_then(|r| r.strip_prefix('.'))
+        else {
+            continue;
+        };
+        let ext = path
+            .extension()
+            .map(|e| format!(".tmp.{}", e.to_string_lossy()));
+        if !(rest.ends_with(".tmp") || ext.is_some_and(|e| rest.ends_with(&e))) {
+            continue;
+        }
+        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if proc_ok && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }

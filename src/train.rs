@@ -14,7 +14,7 @@ use crate::checkpoint;
 use crate::config::{Config, Schedule};
 use crate::data::loader::{BatchLoader, LoaderOptions};
 use crate::data::store::Store;
-use crate::masking::{csm_draw, matm};
+use crate::masking::{csm_draw, matm_with};
 use crate::model::{bt_loss, BtLoss, Layout, Pstl};
 use crate::optim::{warmup_cosine, Adam};
 use crate::progress::Progress;
@@ -49,6 +49,48 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The three inputs of a PSTL step.
+#[derive(Debug)]
+pub struct PstlViews {
+    /// Anchor: augmentations only.
+    pub anchor: Tensor,
+    /// Augmented, then MATM (`T - 2m` frames).
+    pub temporal: Tensor,
+    /// Augmented; its joints `drop` are removed inside the encoder (CSM).
+    pub spatial: Tensor,
+    /// The CSM draw (may repeat a joint, as the authors' does).
+    pub drop: Vec<usize>,
+}
+
+/// The three views of joint batch `x`, in the authors' order (YujieOuO/PSTL
+/// `procedure.py`, `BTProcessor.train_epoch`): the stream is computed first
+/// (`data = get_stream(data)`), then each view draws its own crop, shear, rotation and
+/// flip; the MATM view is masked after augmenting; the CSM draw comes last.
+pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut PstlRng) -> PstlViews {
+    let data = cfg.data.stream.apply(x, layout);
+    let view = |rng: &mut PstlRng| augment(&data, &cfg.augment, layout, rng);
+    let anchor = view(rng);
+    let temporal = view(rng);
+    let temporal = if cfg.pretrain.mask_frame > 0 {
+        matm_with(
+            &temporal,
+            cfg.pretrain.mask_frame,
+            cfg.augment.per_sample,
+            rng,
+        )
+    } else {
+        temporal
+    };
+    let spatial = view(rng);
+    let drop = csm_draw(layout, cfg.pretrain.mask_joint, rng);
+    PstlViews {
+        anchor,
+        temporal,
+        spatial,
+        drop,
+    }
+}
+
 /// Build the three views of joint batch `x` and return the PSTL losses.
 pub fn pstl_losses(
     model: &Pstl,
@@ -58,17 +100,12 @@ pub fn pstl_losses(
     rng: &mut PstlRng,
     train: bool,
 ) -> StepLosses {
-    let stream = cfg.data.stream;
-    let view = |rng: &mut PstlRng| stream.apply(&augment(x, &cfg.augment, layout, rng), layout);
-    let anchor = view(rng);
-    let temporal = view(rng);
-    let temporal = if cfg.pretrain.mask_frame > 0 {
-        matm(&temporal, cfg.pretrain.mask_frame, rng)
-    } else {
-        temporal
-    };
-    let spatial = view(rng);
-    let drop = csm_draw(layout, cfg.pretrain.mask_joint, rng);
+    let PstlViews {
+        anchor,
+        temporal,
+        spatial,
+        drop,
+    } = pstl_views(x, cfg, layout, rng);
 
     let z1 = model
         .head
@@ -377,7 +414,8 @@ pub fn pretrain(
             batch_size: cfg.pretrain.batch_size,
             shuffle: true,
             seed: cfg.run.seed,
-            drop_last: false,
+            // A last batch of one sample has no batch statistics: skipped.
+            drop_last: store.len("train")? % cfg.pretrain.batch_size == 1,
             prefetch: cfg.data.prefetch,
             memory_budget_bytes: cfg.data.memory_budget_mb << 20,
         },

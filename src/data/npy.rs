@@ -229,7 +229,15 @@ fn atomic_write(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::io(dir, e))?;
+    crate::io::remove_stale_temps(path);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // 0666 before the umask, like any Unix tool (tempfile's default is 0600).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.{}.", std::process::id()))
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| DataError::io(dir, e))?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         body(&mut w)
@@ -323,6 +331,14 @@ fn parse_header_dict(text: &str) -> std::result::Result<NpyHeader, String> {
         .map(|s| s.trim_end_matches('L').parse::<usize>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| format!("shape: {e}"))?;
+    // The byte count must fit in memory arithmetic (and in libtorch's i64 sizes).
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+        .filter(|&b| b <= i64::MAX as usize);
+    if bytes.is_none() {
+        return Err(format!("shape {shape:?}: element count overflows"));
+    }
     Ok(NpyHeader { dtype, shape })
 }
 

@@ -22,7 +22,8 @@ use super::normalize::frame50;
 use super::npy::{read_label_pickle, read_npy_i64, NpyReader};
 use super::ntu::{parse_skeleton_file, NtuBenchmark, NtuDataset, NtuName};
 use super::pku::{
-    cut_instance, parse_pku_skeleton_file, read_pku_labels, read_pku_split, PKU_CLASSES,
+    center_crop, cut_instance, parse_pku_skeleton_file, read_pku_labels, read_pku_split,
+    PKU_CLASSES, PKU_MAX_FRAMES,
 };
 use super::store::{StoreMeta, StoreWriter};
 use super::{RawSeq, CHANNELS, NTU_JOINTS, PERSONS};
@@ -232,6 +233,7 @@ pub fn prepare_ntu(opts: &PrepareNtuOpts) -> Result<PrepareReport> {
     }
     report.train = writer.len("train")?;
     report.test = writer.len("test")?;
+    check_some_samples(&report, &opts.out)?;
     writer.finish()?;
     progress.finish();
     Ok(report.finish(start))
@@ -317,7 +319,7 @@ pub fn prepare_pku(opts: &PreparePkuOpts) -> Result<PrepareReport> {
                             train: *train,
                             name: format!("{id}_{:03}", k + 1),
                             label: a.label(),
-                            x: frame50(&cut, frames),
+                            x: frame50(&center_crop(cut, PKU_MAX_FRAMES), frames),
                         })
                     })
                     .collect()
@@ -339,6 +341,7 @@ pub fn prepare_pku(opts: &PreparePkuOpts) -> Result<PrepareReport> {
     }
     report.train = writer.len("train")?;
     report.test = writer.len("test")?;
+    check_some_samples(&report, &opts.out)?;
     writer.finish()?;
     progress.finish();
     Ok(report.finish(start))
@@ -396,13 +399,31 @@ pub fn prepare_npy(opts: &PrepareNpyOpts) -> Result<PrepareReport> {
     let sample_len = meta.sample_len();
     let mut writer = StoreWriter::create(&opts.out, &meta)?;
     let mut buf = Vec::new();
-    for (split, reader, names, y) in [
-        ("train", &mut train, &train_names, &train_y),
-        ("test", &mut test, &test_names, &test_y),
+    for (split, reader, names, y, file) in [
+        (
+            "train",
+            &mut train,
+            &train_names,
+            &train_y,
+            &opts.train_data,
+        ),
+        ("test", &mut test, &test_names, &test_y, &opts.test_data),
     ] {
-        for (names, y) in names.chunks(BLOCK).zip(y.chunks(BLOCK)) {
+        for (k, (names, y)) in names.chunks(BLOCK).zip(y.chunks(BLOCK)).enumerate() {
             buf.resize(y.len() * sample_len, 0.0);
             reader.read_f32(&mut buf)?;
+            // Nothing non-finite enters a store.
+            if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
+                let i = i / sample_len;
+                return Err(DataError::format(
+                    file,
+                    format!(
+                        "sample {} ({}) holds a non-finite value",
+                        k * BLOCK + i,
+                        names[i]
+                    ),
+                ));
+            }
             writer.append(split, &buf, y, names)?;
         }
     }
@@ -443,11 +464,34 @@ fn read_labels_any(path: &Path, split: &str) -> Result<(Vec<String>, Vec<i64>)> 
 }
 
 fn check_frames(frames: usize) -> Result<()> {
-    if frames == 0 {
-        Err(DataError::Invalid("frames must be positive".into()))
-    } else {
+    if (1..=MAX_FRAMES).contains(&frames) {
         Ok(())
+    } else {
+        Err(DataError::Invalid(format!(
+            "--frames {frames}: must be in 1..={MAX_FRAMES}"
+        )))
     }
+}
+
+/// Largest `--frames` (NTU's longest sequence has 300).
+pub const MAX_FRAMES: usize = 10_000;
+
+/// An empty store is an error (every file skipped, or none in either split); the
+/// temporary file is removed when the writer is dropped.
+fn check_some_samples(report: &PrepareReport, out: &Path) -> Result<()> {
+    if report.train + report.test > 0 {
+        return Ok(());
+    }
+    let first = report
+        .skipped
+        .first()
+        .map(|(f, why)| format!("; first: {f}: {why}"))
+        .unwrap_or_default();
+    Err(DataError::Invalid(format!(
+        "no sample for {}: {} file(s) skipped{first}",
+        out.display(),
+        report.skipped.len()
+    )))
 }
 
 /// Files `dir/*.ext`, sorted by name.
