@@ -453,10 +453,10 @@ pub fn resolve_config(opts: &ConfigOpts, global: &GlobalOpts) -> Result<Config> 
         overrides.push((format!("--seed {s}"), format!("run.seed={s}")));
     }
     if let Some(d) = &global.runs_dir {
-        let d = d.display().to_string();
+        let d = toml::Value::String(d.display().to_string());
         overrides.push((
-            format!("--runs-dir {d}"),
-            format!("run.dir={}", toml::Value::String(d)),
+            format!("--runs-dir / PSTL_RUNS_DIR {d}"),
+            format!("run.dir={d}"),
         ));
     }
     Ok(Config::load_labelled(opts.config.as_deref(), &overrides)?)

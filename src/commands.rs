@@ -391,7 +391,10 @@ pub fn run_pretrain(
             "\npretrain: stopped after epoch {}; continue with --resume",
             report.epochs_done
         );
-    } else if cfg.eval.after_pretrain {
+        crate::commands::report(g, &text, v);
+        return Ok(());
+    }
+    if cfg.eval.after_pretrain {
         let (probe_text, results) = probe_after_pretrain(
             cfg,
             device,
@@ -400,7 +403,7 @@ pub fn run_pretrain(
             report.final_loss,
             Some(report.seconds),
         )?;
-        text += &format!("\n{probe_text}");
+        text += &probe_text;
         v["results"] = results;
     }
     crate::commands::report(g, &text, v);
@@ -416,12 +419,11 @@ fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize, g: &GlobalOpts) -> R
         run_dir.display(),
         cfg.pretrain.epochs
     );
-    let mut v = json!({"command": "pretrain", "complete": true, "epochs_done": epoch});
+    let mut v = json!({"command": "pretrain", "epochs_run": 0, "epochs_done": epoch});
     let results = run_dir.join("results.json");
     if !cfg.eval.after_pretrain || results.exists() {
         if results.exists() {
             text += &format!("\npretrain: results in {}", results.display());
-            v["results_file"] = json!(results);
         }
         report(g, &text, v);
         return Ok(());
@@ -432,7 +434,7 @@ fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize, g: &GlobalOpts) -> R
     let encoder = run_dir.join("encoder.safetensors");
     let (probe_text, results) =
         probe_after_pretrain(cfg, device, run_dir, &encoder, final_loss, None)?;
-    text += &format!("\n{probe_text}");
+    text += &probe_text;
     v["results"] = results;
     report(g, &text, v);
     Ok(())
@@ -489,8 +491,8 @@ fn probe_after_pretrain(
         serde_json::to_string_pretty(&results)?.as_bytes(),
     )?;
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let linear_line = format!(
-        "linear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
+    let mut text = format!(
+        "\nlinear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
         cfg.eval.linear_epochs,
         f(&trained, "top1_last"),
         f(&trained, "top1_best"),
@@ -504,14 +506,14 @@ fn probe_after_pretrain(
             .collect::<Vec<_>>()
             .join(" / ")
     };
-    let knn_line = format!(
-        "k-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
+    text += &format!(
+        "\nk-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
         ks.join(" / "),
         pct(&knn_trained),
         pct(&knn_random),
         run_dir.join("results.json").display()
     );
-    Ok((format!("{linear_line}\n{knn_line}"), results))
+    Ok((text, results))
 }
 
 fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
