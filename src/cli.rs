@@ -100,9 +100,6 @@ pub enum Command {
         after_help = "Example:\n  pstl bench --config configs/ntu60_xsub_joint.toml --steps 2"
     )]
     Bench(BenchArgs),
-    /// Markdown table of the results.json files under run folders, in the paper's layout
-    /// with the published figures and the differences.
-    Report(ReportArgs),
     /// Print a shell completion script, or the man page (`man`), to stdout.
     #[command(
         after_help = "Examples:\n  pstl completions bash > /etc/bash_completion.d/pstl\n  pstl completions man > pstl.1"
@@ -112,6 +109,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: CompletionTarget,
     },
+    /// Markdown table of the results.json files under run folders, in the paper's layout
+    /// with the published figures and the differences.
+    #[command(after_help = "Example:\n  pstl report runs --out report.md")]
+    Report(ReportArgs),
 }
 
 /// Targets of `pstl completions`.

@@ -11,8 +11,8 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Print a command's final summary on stdout: the text line, or with `--json` the
-/// summary as one JSON object (the text then goes to the log).
+/// Print a command's final summary on stdout: the text, or with `--json` the summary
+/// as one JSON object (the text then goes to the log).
 pub fn report(g: &GlobalOpts, text: &str, v: serde_json::Value) {
     if g.json {
         tracing::info!("{text}");
@@ -193,7 +193,8 @@ pub fn run(cli: Cli) -> Result<()> {
             match &a.out {
                 Some(out) => {
                     crate::io::atomic_write(out, md.as_bytes())?;
-                    println!("report: written to {}", out.display());
+                    let text = format!("report: written to {}", out.display());
+                    report(&g, &text, json!({"command": "report", "out": out}));
                 }
                 None => print!("{md}"),
             }
@@ -440,6 +441,7 @@ fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize, g: &GlobalOpts) -> R
 }
 
 /// The linear probe on the pretrained and on a random-init encoder; `results.json`.
+/// Returns the summary lines and the results.
 fn probe_after_pretrain(
     cfg: &Config,
     device: tch::Device,

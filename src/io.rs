@@ -1,6 +1,7 @@
 //! Small file helpers: atomic writes (a `tempfile::NamedTempFile` in the same folder,
 //! persisted over the target), so that no reader ever sees a half-written file and a
-//! failed write leaves nothing behind, and streaming SHA-256 for provenance.
+//! failed write leaves nothing behind; removal of temporaries left by killed processes;
+//! streaming SHA-256 for provenance.
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -8,12 +9,14 @@ use std::io::Write;
 use std::path::Path;
 use tempfile::NamedTempFile;
 
-/// A temporary file beside `path`, named `.<file>.<pid>.<random>.tmp[.<ext>]` (the extension
-/// kept for writers that choose the format by it), created with the usual `0o666`
-/// minus the umask (not tempfile's `0o600`). Removed on drop unless persisted. The
-/// folder must exist.
+/// A temporary file beside `path`, named `.<file>.<pid>.<random>.tmp[.<ext>]` (the
+/// extension kept for writers that choose the format by it), created with the usual
+/// `0o666` minus the umask (not tempfile's `0o600`). Stale temporaries of `path` from
+/// dead processes are removed first ([`remove_stale_temps`]). Removed on drop unless
+/// persisted. The folder must exist.
 pub fn temp_beside(path: &Path) -> Result<NamedTempFile> {
     let dir = parent(path);
+    remove_stale_temps(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -51,7 +54,6 @@ where
 {
     let dir = parent(path);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    remove_stale_temps(path);
     let tmp = temp_beside(path)?;
     f(tmp.path())?;
     tmp.persist(path)
@@ -64,7 +66,6 @@ where
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent(path);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    remove_stale_temps(path);
     let mut tmp = temp_beside(path)?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
@@ -113,7 +114,10 @@ pub fn remove_stale_temps(path: &Path) {
         else {
             continue;
         };
-        if !(rest.ends_with(".tmp") || rest.contains(".tmp.")) {
+        let ext = path
+            .extension()
+            .map(|e| format!(".tmp.{}", e.to_string_lossy()));
+        if !(rest.ends_with(".tmp") || ext.is_some_and(|e| rest.ends_with(&e))) {
             continue;
         }
         let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());

@@ -65,4 +65,10 @@ def work(tmp_path_factory):
     run_pstl("export", "--checkpoint", ckpt, "--hub", d / "tiny_hub", *sets(tiny))
     run_pstl("embed", "--checkpoint", ckpt, "--input", d / "x.npy", "--output",
              d / "z_tiny.npy", *sets(tiny))
+    # A linear probe, then hub + TorchScript exports with its classifier.
+    probe = tiny + ["eval.linear_epochs=2"]
+    run_pstl("eval", "linear", "--checkpoint", ckpt, *sets(probe))
+    fc = d / "runs" / "tiny" / "eval-linear" / "classifier.safetensors"
+    run_pstl("export", "--checkpoint", ckpt, "--classifier", fc, "--hub", d / "cls_hub",
+             "--torchscript", d / "cls_ts.pt", *sets(tiny))
     return {"dir": d, "x": x, "golden": g, "tiny_ckpt": ckpt, "store": d / "s.h5"}

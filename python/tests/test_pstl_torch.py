@@ -146,3 +146,16 @@ def test_example_script_loads_torchscript_and_safetensors(work):
     assert out.returncode == 0, out.stderr
     diff = float(out.stdout.rsplit("max abs diff", 1)[1])
     assert diff <= TOL, out.stdout
+
+
+def test_hub_with_classifier_matches_torchscript_logits(work):
+    d = work["dir"]
+    enc = pt.from_pretrained(d / "cls_hub")
+    assert enc.hub_config["num_classes"] == 3 and enc.classifier is not None
+    card = (d / "cls_hub" / "README.md").read_text()
+    assert "Protocol `linear`" in card and "top1_last" in card
+    traced = torch.jit.load(str(d / "cls_ts.pt"), map_location="cpu").eval()
+    x = torch.from_numpy(work["x"])
+    with torch.no_grad():
+        logits = enc.classifier(enc(x)).numpy()
+        assert_close(logits, traced(x).numpy())

@@ -220,24 +220,14 @@ pub fn write_npy_f32(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
     })
 }
 
-/// Writes through a temporary file in `path`'s directory, renamed over `path` at the end.
+/// Writes through a temporary file beside `path` ([`crate::io::temp_beside`]),
+/// persisted over `path` at the end.
 fn atomic_write(
     path: &Path,
     body: impl FnOnce(&mut BufWriter<&mut File>) -> std::io::Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    crate::io::remove_stale_temps(path);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    // 0666 before the umask, like any Unix tool (tempfile's default is 0600).
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.{}.", std::process::id()))
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(|e| DataError::io(dir, e))?;
+    let mut tmp = crate::io::temp_beside(path)
+        .map_err(|e| DataError::io(path, std::io::Error::other(format!("{e:#}"))))?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         body(&mut w)

@@ -170,21 +170,11 @@ impl StoreWriter {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| DataError::format(path, "store path has no file name"))?;
-        // 0666 before the umask, like any Unix tool (tempfile's default is 0600).
-        crate::io::remove_stale_temps(path);
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(
-                ".{}.{}.",
-                file_name.to_string_lossy(),
-                std::process::id()
-            ))
-            .suffix(".tmp")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .tempfile_in(&dir)
-            .map_err(|e| DataError::io(&dir, e))?
+        if path.file_name().is_none() {
+            return Err(DataError::format(path, "store path has no file name"));
+        }
+        let tmp = crate::io::temp_beside(path)
+            .map_err(|e| DataError::io(&dir, std::io::Error::other(format!("{e:#}"))))?
             .into_temp_path();
         let tmp_path = tmp.to_path_buf();
         let file = hdf5::File::with_options()
