@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 resume: !a.fresh,
                 init: a.init,
                 stop_after: a.stop_after,
+                ..Default::default()
             };
             run_pretrain(&cfg, &opts)
         }
@@ -221,19 +222,36 @@ pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<(
     Ok(())
 }
 
-/// `pstl pretrain`: data (synthetic if configured and missing), training, and the
-/// linear probe against a random-init encoder when `eval.after_pretrain` is set.
-pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Result<()> {
-    let run_dir = cfg.run.dir.join(&cfg.run.name);
-    crate::cli::prepare_run_dir(&run_dir, cfg)?;
-    let device = setup(cfg)?;
-    if !cfg.data.path.exists() {
-        if !cfg.data.synth.create_if_missing {
+/// Rank 0's part of starting a run: `--fresh` moves an old run aside, the run lock,
+/// the resume config check, `config.toml` / `command.txt`, and the synthetic data.
+fn claim_run_dir(
+    cfg: &Config,
+    run_dir: &Path,
+    opts: &crate::train::PretrainOptions,
+) -> Result<crate::runctl::RunLock> {
+    if !opts.resume {
+        if let Some(old) = crate::runctl::move_aside(run_dir)? {
+            eprintln!("pretrain: --fresh: moved the old run to {}", old.display());
+        }
+    }
+    let lock = crate::runctl::RunLock::acquire(run_dir)?;
+    let ckpt = run_dir.join("checkpoint.safetensors");
+    if opts.resume && ckpt.exists() {
+        let (_, meta) = crate::checkpoint::read_safetensors(&ckpt)?;
+        let stored = meta.get("config").map(String::as_str).unwrap_or_default();
+        let changes = crate::runctl::config_changes(stored, cfg)
+            .with_context(|| format!("{}: stored config", ckpt.display()))?;
+        if !changes.is_empty() {
             bail!(
-                "data.path {} does not exist: prepare a store with `pstl prepare` or `pstl synth`",
-                cfg.data.path.display()
+                "{} was written with another config; refusing to resume. Changed: {}. \
+                 Restore those values, or start over with --fresh (the old run is moved aside)",
+                ckpt.display(),
+                changes.join("; ")
             );
         }
+    }
+    crate::cli::prepare_run_dir(run_dir, cfg)?;
+    if !cfg.data.path.exists() && cfg.data.synth.create_if_missing {
         let s = &cfg.data.synth;
         write_synth(
             &cfg.data.path,
@@ -246,6 +264,49 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
             },
         )?;
     }
+    Ok(lock)
+}
+
+/// `pstl pretrain`: data (synthetic if configured and missing), training, and the
+/// linear probe against a random-init encoder when `eval.after_pretrain` is set.
+/// Under torchrun or SLURM ([`crate::dist::Launch`]) every rank runs this; rank 0 owns
+/// the run directory (lock, files) and the others wait for it.
+pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Result<()> {
+    let run_dir = cfg.run.dir.join(&cfg.run.name);
+    let launch = crate::dist::Launch::from_env()?;
+    let mut opts = opts.clone();
+    opts.stop = Some(crate::runctl::stop_flag()?);
+    let mut device = setup(cfg)?;
+    if launch.is_distributed() {
+        if let tch::Device::Cuda(_) = device {
+            device = tch::Device::Cuda(launch.local_rank);
+        }
+        let timeout = std::time::Duration::from_secs_f64(cfg.pretrain.dist_timeout_s);
+        let pg = crate::dist::ProcessGroup::new(&launch, timeout).with_context(|| {
+            format!(
+                "rank {}/{}: joining the process group at {}:{}",
+                launch.rank, launch.world, launch.master_addr, launch.master_port
+            )
+        })?;
+        opts.dist = Some(std::sync::Arc::new(pg));
+    }
+    // Rank 0 owns the run directory; the lock lives until this function returns.
+    let _lock = if launch.rank == 0 {
+        Some(claim_run_dir(cfg, &run_dir, &opts)?)
+    } else {
+        None
+    };
+    if let Some(pg) = &opts.dist {
+        // The others wait for rank 0's directory and data (a failure there ends all).
+        pg.barrier()
+            .context("waiting for rank 0 to prepare the run directory and data")?;
+    }
+    if !cfg.data.path.exists() {
+        bail!(
+            "data.path {} does not exist: prepare a store with `pstl prepare` or `pstl synth`",
+            cfg.data.path.display()
+        );
+    }
     eprintln!(
         "pretrain: run {} on {} with {} thread(s), data {}",
         run_dir.display(),
@@ -253,7 +314,20 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
         tch::get_num_threads(),
         cfg.data.path.display()
     );
-    let report = pretrain(cfg, device, &run_dir, opts)?;
+    let report = pretrain(cfg, device, &run_dir, &opts)?;
+    if report.interrupted {
+        eprintln!(
+            "pretrain: stopped by a signal at step {}; checkpoint {} written. Run the same \
+             command again to continue (exit status {})",
+            report.step,
+            run_dir.join("checkpoint.safetensors").display(),
+            crate::runctl::EXIT_INTERRUPTED
+        );
+        std::process::exit(crate::runctl::EXIT_INTERRUPTED);
+    }
+    if launch.rank != 0 {
+        return Ok(());
+    }
     println!(
         "pretrain: {} epoch(s) in {:.1}s, final loss {:.4}, encoder {}",
         report.epochs_run,

@@ -196,6 +196,13 @@ pub struct PretrainConfig {
     pub checkpoint_every: usize,
     /// Log a metrics row every N steps (and at the end of each epoch).
     pub log_every: usize,
+    /// Also checkpoint every this many minutes within an epoch (0: only per epoch).
+    pub checkpoint_minutes: f64,
+    /// Data-parallel runs: synchronise the encoder's batch norms over all ranks
+    /// (false: per-rank statistics, as DDP).
+    pub sync_bn: bool,
+    /// Data-parallel runs: seconds a collective may wait for a peer before the run fails.
+    pub dist_timeout_s: f64,
 }
 
 impl Default for PretrainConfig {
@@ -212,6 +219,9 @@ impl Default for PretrainConfig {
             mask_joint: 8,
             checkpoint_every: 10,
             log_every: 50,
+            checkpoint_minutes: 0.0,
+            sync_bn: false,
+            dist_timeout_s: 300.0,
         }
     }
 }
@@ -392,6 +402,20 @@ impl Config {
                 "pretrain.checkpoint_every",
                 "0".into(),
                 "must be at least 1",
+            );
+        }
+        if !(p.checkpoint_minutes.is_finite() && p.checkpoint_minutes >= 0.0) {
+            return bad(
+                "pretrain.checkpoint_minutes",
+                p.checkpoint_minutes.to_string(),
+                "must be >= 0 (0: per epoch only)",
+            );
+        }
+        if !(p.dist_timeout_s.is_finite() && p.dist_timeout_s >= 1.0) {
+            return bad(
+                "pretrain.dist_timeout_s",
+                p.dist_timeout_s.to_string(),
+                "must be at least 1 second",
             );
         }
         let m = &self.model;

@@ -23,6 +23,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod progress;
+pub mod runctl;
 pub mod stream;
 pub mod torchpt;
 pub mod train;
