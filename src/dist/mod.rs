@@ -54,6 +54,12 @@ extern "C" {
     ) -> c_int;
     fn pstl_dist_drop(g: *mut c_void);
     fn pstl_dist_has_nccl() -> c_int;
+    fn pstl_dist_probe(
+        g: *mut c_void,
+        wait_ms: i64,
+        missing: *mut *mut c_char,
+        err: *mut *mut c_char,
+    ) -> c_int;
     fn pstl_dist_all_reduce_sum_(g: *mut c_void, t: *mut C_tensor, err: *mut *mut c_char) -> c_int;
     fn pstl_dist_all_reduce_max_(g: *mut c_void, t: *mut C_tensor, err: *mut *mut c_char) -> c_int;
     fn pstl_dist_broadcast_(
@@ -139,7 +145,47 @@ impl ProcessGroup {
     }
 
     fn fail(&self, rc: c_int, err: *mut c_char, op: &'static str) -> Result<()> {
-        check(rc, err, self.rank, self.world, op)
+        check(rc, err, self.rank, self.world, op).map_err(|e| match e {
+            DistError::Collective {
+                rank,
+                world,
+                op,
+                message,
+            } => DistError::Collective {
+                rank,
+                world,
+                op,
+                message: format!("{message}; {}", self.probe()),
+            },
+            other => other,
+        })
+    }
+
+    /// Which ranks are gone, asked through the store after a failed collective.
+    fn probe(&self) -> String {
+        let (mut missing, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let rc = unsafe { pstl_dist_probe(self.ptr, 3000, &mut missing, &mut err) };
+        let take = |p: *mut c_char| {
+            let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+            unsafe { pstl_dist_free_error(p) };
+            s
+        };
+        if rc != 0 {
+            if !err.is_null() {
+                take(err);
+            }
+            return "rank 0 (the host of the TCP store) is gone or unreachable".into();
+        }
+        let list = if missing.is_null() {
+            String::new()
+        } else {
+            take(missing)
+        };
+        if list.is_empty() {
+            "every rank is still reachable".into()
+        } else {
+            format!("rank(s) {list} did not respond (died or hung)")
+        }
     }
 
     /// In-place sum over ranks.

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod config;
 mod data;
+mod dist;
 mod eval;
 mod interop;
 mod model;
