@@ -651,7 +651,7 @@ pub fn pretrain(
             lr = trainer.lr_at(epoch, i as f64 / steps_per_epoch as f64);
             let global = cfg.pretrain.batch_size.min(loader.len() - i * cfg.pretrain.batch_size);
             let x = batch_tensor(&batch.x, batch.shape, device);
-            let losses = if world > 1 {
+            let losses = if opts.dist.is_some() {
                 if global < world {
                     continue; // a last batch too small to give every rank a row
                 }

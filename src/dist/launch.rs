@@ -20,6 +20,8 @@ pub struct Launch {
     pub master_port: u16,
     /// torchrun's agent already serves the store (`TORCHELASTIC_USE_AGENT_STORE`).
     pub agent_store: bool,
+    /// Started by a launcher (its variables are set), even with one rank.
+    pub launched: bool,
 }
 
 impl Launch {
@@ -32,6 +34,7 @@ impl Launch {
             master_addr: "127.0.0.1".into(),
             master_port: 29500,
             agent_store: false,
+            launched: false,
         }
     }
 
@@ -97,12 +100,14 @@ impl Launch {
             master_addr,
             master_port,
             agent_store: get("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"),
+            launched: true,
         })
     }
 
-    /// More than one process.
+    /// Run through a process group: started by a launcher, with any number of ranks
+    /// (one rank takes the same code path as many, so its results match theirs).
     pub fn is_distributed(&self) -> bool {
-        self.world > 1
+        self.launched
     }
 }
 

@@ -71,22 +71,33 @@ fn synced(x: &Tensor, bn: &nn::BatchNorm, pg: &ProcessGroup) -> Result<Tensor, D
     let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
     let mut shape = vec![1i64; x.dim()];
     shape[1] = c;
+    // libtorch's own batch norm accumulates in double on the CPU and in float on CUDA;
+    // so does this one, or gradients of near-constant channels drift apart.
+    let acc = if x.device() == tch::Device::Cpu {
+        Kind::Double
+    } else {
+        Kind::Float
+    };
+    let xa = x.to_kind(acc);
     let n_local = (x.numel() as i64 / c.max(1)) as f64;
-    let sum = x.sum_dim_intlist(dims.as_slice(), false, Kind::Float);
+    let sum = xa.sum_dim_intlist(dims.as_slice(), false, acc);
     let mu = &sum / n_local;
-    let m2 = (x - mu.view(shape.as_slice()))
+    let m2 = (&xa - mu.view(shape.as_slice()))
         .square()
-        .sum_dim_intlist(dims.as_slice(), false, Kind::Float);
-    let count = Tensor::full([c], n_local, (Kind::Float, x.device()));
+        .sum_dim_intlist(dims.as_slice(), false, acc);
+    let count = Tensor::full([c], n_local, (acc, x.device()));
     let local = Tensor::stack(&[count, sum, m2], 0).unsqueeze(0);
     let all = pg.all_gather_rows_autograd(&local)?;
     let (counts, sums, m2s) = (all.select(1, 0), all.select(1, 1), all.select(1, 2));
-    let n = counts.sum_dim_intlist(0, false, Kind::Float);
-    let mean = sums.sum_dim_intlist(0, false, Kind::Float) / &n;
+    let n = counts.sum_dim_intlist(0, false, acc);
+    let mean = sums.sum_dim_intlist(0, false, acc) / &n;
     let dev = (&sums / &counts) - mean.unsqueeze(0);
-    let m2 = (m2s + &counts * dev.square()).sum_dim_intlist(0, false, Kind::Float);
+    let m2 = (m2s + &counts * dev.square()).sum_dim_intlist(0, false, acc);
     let var = &m2 / &n;
-    let mut y = (x - mean.view(shape.as_slice())) * (&var + EPS).rsqrt().view(shape.as_slice());
+    // Normalise in the input's precision with rounded statistics, as libtorch does.
+    let (kind, view) = (x.kind(), shape.as_slice());
+    let invstd = (&var + EPS).rsqrt();
+    let mut y = (x - mean.to_kind(kind).view(view)) * invstd.to_kind(kind).view(view);
     if let Some(w) = &bn.ws {
         y = y * w.view(shape.as_slice());
     }
@@ -95,8 +106,9 @@ fn synced(x: &Tensor, bn: &nn::BatchNorm, pg: &ProcessGroup) -> Result<Tensor, D
     }
     tch::no_grad(|| {
         let unbiased = &m2 / (&n - 1.0).clamp_min(1.0);
-        let rm = &bn.running_mean * (1.0 - MOMENTUM) + mean.detach() * MOMENTUM;
-        let rv = &bn.running_var * (1.0 - MOMENTUM) + unbiased.detach() * MOMENTUM;
+        let kind = bn.running_mean.kind();
+        let rm = &bn.running_mean * (1.0 - MOMENTUM) + mean.detach().to_kind(kind) * MOMENTUM;
+        let rv = &bn.running_var * (1.0 - MOMENTUM) + unbiased.detach().to_kind(kind) * MOMENTUM;
         bn.running_mean.shallow_clone().copy_(&rm);
         bn.running_var.shallow_clone().copy_(&rv);
     });

@@ -99,8 +99,63 @@ fn max_diff(a: &Path, b: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Biases of convolutions followed by batch norm: their gradient is zero in exact
+/// arithmetic (the norm removes any per-channel shift), so Adam turns rounding noise
+/// into steps of +-lr in any implementation; they never change the model's output.
+fn zero_grad_bias(key: &str) -> bool {
+    key.ends_with("tcn.2.bias") || key.ends_with("residual.0.bias")
+}
+
+/// Largest difference over the float tensors of two checkpoints, except the biases of
+/// [`zero_grad_bias`], the Adam moments and (with `after_bias`) the running means of
+/// the norms right after those biases.
+fn state_diff(a: &Path, b: &Path, after_bias: bool) -> (f64, String) {
+    let (a, b) = (tensors(a), tensors(b));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .filter(|(k, v)| v.kind() == tch::Kind::Float && !zero_grad_bias(k))
+        .filter(|(k, _)| !k.starts_with("optimizer."))
+        .filter(|(k, _)| {
+            !(after_bias
+                && (k.ends_with("tcn.3.running_mean") || k.ends_with("residual.1.running_mean")))
+        })
+        .map(|(k, v)| (max_abs(v, &b[k]), k.clone()))
+        .fold((0.0, String::new()), |m, d| if d.0 > m.0 { d } else { m })
+}
+
+/// After one Adam step from the same start: buffers equal to 1e-5, updated weights to
+/// 1e-5 wherever the gradient is above 1e-5 of its tensor's scale (Adam's step
+/// `lr g / (|g| + eps)` is +-lr for any gradient, so an element whose gradient is
+/// rounding noise moves by a noisy amount), and gradients (first moments) to 1e-3 of
+/// each tensor's scale: the early layers' gradients carry rounding amplified through
+/// the ReLUs of nine blocks; libtorch alone, on 1 versus 2 threads, differs by 2.4e-4.
+fn one_step_equal(a: &Path, b: &Path) {
+    let (a, b) = (tensors(a), tensors(b));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in a.iter().filter(|(k, v)| v.kind() == tch::Kind::Float && !zero_grad_bias(k)) {
+        let w = &b[k];
+        let scale = |t: &tch::Tensor| t.abs().max().double_value(&[]);
+        if k.starts_with("optimizer.exp_avg.") {
+            let d = max_abs(v, w);
+            assert!(d <= 1e-3 * scale(v), "gradient of {k}: {d} of {}", scale(v));
+            continue;
+        }
+        if k.starts_with("optimizer.") {
+            continue;
+        }
+        let d = match a.get(&format!("optimizer.exp_avg.{k}")) {
+            Some(m) => {
+                let signal = m.abs().ge(1e-5 * scale(m));
+                (v - w).abs().where_self(&signal, &v.zeros_like()).max().double_value(&[])
+            }
+            None => max_abs(v, w),
+        };
+        assert!(d < 1e-5, "{k} differs by {d} after one step");
+    }
+}
+
 #[test]
-fn two_ranks_with_synced_bn_match_one_process_on_the_global_batch() {
+fn two_ranks_with_synced_bn_equal_one_rank_on_the_global_batch() {
     let dir = tempfile::tempdir().unwrap();
     // 4 classes x 32 = 128 training samples: one step per epoch at batch 128.
     let store = tiny_store(dir.path(), 4, 32, 2);
@@ -114,58 +169,56 @@ fn two_ranks_with_synced_bn_match_one_process_on_the_global_batch() {
         "--set",
         "pretrain.sync_bn=true",
     ];
-    let one = |name: &str, extra: &[&str]| {
+    let run = |world: usize, name: &str, extra: &[&str]| {
         let mut args = exact.to_vec();
         args.extend_from_slice(extra);
-        ok(cmd(&store, dir.path(), name, &args).output().unwrap())
-    };
-    let two = |name: &str, extra: &[&str]| {
-        let mut args = exact.to_vec();
-        args.extend_from_slice(extra);
-        let outs = ranks(2, || cmd(&store, dir.path(), name, &args));
+        if world == 0 {
+            return vec![ok(cmd(&store, dir.path(), name, &args).output().unwrap())];
+        }
+        let outs = ranks(world, || cmd(&store, dir.path(), name, &args));
         outs.into_iter().map(ok).collect::<Vec<_>>()
     };
-    // One step: 1 x 128 against 2 x 64.
-    one("single", &["--stop-after", "1"]);
-    two("ddp", &["--stop-after", "1"]);
-    let (s, d) = (dir.path().join("single"), dir.path().join("ddp"));
-    let (ms, md) = (
-        read_metrics(&s.join("metrics.csv")).unwrap(),
-        read_metrics(&d.join("metrics.csv")).unwrap(),
-    );
-    assert_eq!((ms.len(), md.len()), (1, 1), "one row each");
-    for (a, b) in [
-        (ms[0].loss, md[0].loss),
-        (ms[0].loss_matm, md[0].loss_matm),
-        (ms[0].loss_csm, md[0].loss_csm),
-    ] {
-        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "loss {a} vs {b}");
-    }
-    // Forward state: every buffer (batch-norm running statistics over the global batch)
-    // and the projector's Adam moments (its gradients) agree to 1e-5. The encoder's
-    // gradients agree only to about 1e-2 relative in this tiny model (base width 4,
-    // many near-constant channels): the same gap appears between the data-parallel path
-    // on one rank and the native batch norm, so it is the synced batch norm's numerics,
-    // not the sharding (see the README).
-    let ckpt = "checkpoint.safetensors";
-    let (a, b) = (tensors(&s.join(ckpt)), tensors(&d.join(ckpt)));
-    for (k, v) in &a {
-        let w = &b[k];
-        if k.contains("running_") || k.starts_with("optimizer.exp_avg.projector") {
-            let diff = max_abs(v, w);
-            assert!(diff < 1e-5 * (1.0 + v.abs().max().double_value(&[])), "{k}: {diff}");
-        } else if k.starts_with("optimizer.exp_avg.encoder") && k.ends_with("weight") {
-            let rel = (v - w).norm().double_value(&[]) / (v.norm().double_value(&[]) + 1e-12);
-            assert!(rel < 5e-2, "{k}: relative gradient difference {rel}");
+    // One step on 128 samples: plain process, 1 launched rank, 2 ranks x 64.
+    let one = ["--stop-after", "1"];
+    run(0, "plain", &one);
+    run(1, "rank1", &one);
+    run(2, "ddp", &one);
+    let path = |name: &str, file: &str| dir.path().join(name).join(file);
+    let metrics = |name: &str| read_metrics(&path(name, "metrics.csv")).unwrap();
+    let (mp, m1, md) = (metrics("plain"), metrics("rank1"), metrics("ddp"));
+    assert_eq!((mp.len(), m1.len(), md.len()), (1, 1, 1), "one row each");
+    for m in [&m1, &md] {
+        for (a, b) in [
+            (mp[0].loss, m[0].loss),
+            (mp[0].loss_matm, m[0].loss_matm),
+            (mp[0].loss_csm, m[0].loss_csm),
+        ] {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "loss {a} vs {b}");
         }
     }
-    // Only rank 0 writes; both resume from its checkpoint and finish epoch 2.
-    one("single", &[]);
-    let out = two("ddp", &[]);
+    let ckpt = "checkpoint.safetensors";
+    one_step_equal(&path("rank1", ckpt), &path("ddp", ckpt));
+    // Against the plain process (libtorch's own batch norm): the same global-batch
+    // statistics and projector gradients; the encoder's gradients agree to about 1e-3
+    // relative only, the rounding of a different batch-norm formula amplified by this
+    // tiny model (see the README).
+    let (a, b) = (tensors(&path("plain", ckpt)), tensors(&path("ddp", ckpt)));
+    for (k, v) in &a {
+        if k.contains("running_") || k.starts_with("optimizer.exp_avg.projector") {
+            let diff = max_abs(v, &b[k]);
+            let scale = 1.0 + v.abs().max().double_value(&[]);
+            assert!(diff < 1e-5 * scale, "{k}: {diff}");
+        }
+    }
+    // Only rank 0 writes; every rank resumes from its checkpoint and finishes epoch 2.
+    run(1, "rank1", &[]);
+    let out = run(2, "ddp", &[]);
     assert!(out[0].contains("resumed from"), "{}", out[0]);
+    // The running means behind those biases carry their noisy steps too (the norm's
+    // output does not); everything else agrees.
     let enc = "encoder.safetensors";
-    let d2 = max_diff(&s.join(enc), &d.join(enc));
-    assert!(d2 < 5e-2, "final encoders differ by {d2}");
+    let (d, k) = state_diff(&path("rank1", enc), &path("ddp", enc), true);
+    assert!(d < 1e-4, "final encoders differ by {d} ({k})");
 }
 
 #[test]
