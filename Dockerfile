@@ -33,9 +33,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked \
     && cp target/release/pstl /usr/local/bin/pstl
 # Only what the binary loads at run time: torch/lib and the nvidia-* libraries.
-RUN mkdir -p /opt/runtime/site-packages \
-    && cd /opt/pstl/.venv/lib/python3.11/site-packages \
-    && mkdir -p /opt/runtime/site-packages/torch \
+WORKDIR /opt/pstl/.venv/lib/python3.11/site-packages
+RUN mkdir -p /opt/runtime/site-packages/torch \
     && cp -a torch/lib /opt/runtime/site-packages/torch/ \
     && find nvidia -name '*.so*' -exec cp -a --parents {} /opt/runtime/site-packages/ \;
 
@@ -54,7 +53,7 @@ COPY --from=builder /opt/runtime/site-packages /opt/pstl/.venv/lib/python3.11/si
 COPY --from=builder /usr/local/bin/pstl /usr/local/bin/pstl
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
-# A non-root default user; clusters that map users pass `--user $(id -u):$(id -g)`.
-USER pstl
+# A non-root default user (pstl, uid 1000); clusters that map users pass `--user $(id -u):$(id -g)`.
+USER 1000
 WORKDIR /work
 ENTRYPOINT ["pstl"]

@@ -12,8 +12,8 @@
 use crate::augment::augment;
 use crate::checkpoint;
 use crate::config::{Config, Schedule};
-use crate::data::loader::{BatchLoader, LoaderOptions};
 use crate::data::loader::shard_range;
+use crate::data::loader::{BatchLoader, LoaderOptions};
 use crate::data::store::Store;
 use crate::dist::sync_bn::SyncGuard;
 use crate::dist::ProcessGroup;
@@ -291,7 +291,15 @@ impl Trainer {
             pg.broadcast_all(&self.named(false))?;
         }
         let guard = sync.then(|| SyncGuard::new(Arc::clone(&pg)));
-        let losses = pstl_losses_dp(&self.model, x, shard, &pg, &self.cfg, &self.layout, &mut rng);
+        let losses = pstl_losses_dp(
+            &self.model,
+            x,
+            shard,
+            &pg,
+            &self.cfg,
+            &self.layout,
+            &mut rng,
+        );
         if let Some(g) = guard {
             g.finish()?;
         }
@@ -543,10 +551,7 @@ fn stop_and_due(
     since_ckpt: Instant,
     device: Device,
 ) -> Result<(bool, bool)> {
-    let stop = opts
-        .stop
-        .as_ref()
-        .is_some_and(|f| f.load(Ordering::SeqCst));
+    let stop = opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
     let minutes = cfg.pretrain.checkpoint_minutes;
     let rank = opts.dist.as_ref().map_or(0, |pg| pg.rank);
     let due = rank == 0 && minutes > 0.0 && since_ckpt.elapsed().as_secs_f64() >= minutes * 60.0;
@@ -649,7 +654,10 @@ pub fn pretrain(
         for (i, batch) in batches.skip(skip_now) {
             let batch = batch?;
             lr = trainer.lr_at(epoch, i as f64 / steps_per_epoch as f64);
-            let global = cfg.pretrain.batch_size.min(loader.len() - i * cfg.pretrain.batch_size);
+            let global = cfg
+                .pretrain
+                .batch_size
+                .min(loader.len() - i * cfg.pretrain.batch_size);
             let x = batch_tensor(&batch.x, batch.shape, device);
             let losses = if opts.dist.is_some() {
                 if global < world {

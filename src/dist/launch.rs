@@ -89,9 +89,10 @@ impl Launch {
         };
         let master_port = match get("MASTER_PORT") {
             None => 29500,
-            Some(p) => p.trim().parse().map_err(|_| {
-                DistError::Env(format!("MASTER_PORT={p:?} is not a port number"))
-            })?,
+            Some(p) => p
+                .trim()
+                .parse()
+                .map_err(|_| DistError::Env(format!("MASTER_PORT={p:?} is not a port number")))?,
         };
         Ok(Launch {
             rank,
@@ -115,9 +116,7 @@ impl Launch {
 pub fn first_host(list: &str) -> Result<String> {
     let bad = || DistError::Env(format!("SLURM_JOB_NODELIST={list:?}: cannot read a host"));
     let list = list.trim();
-    let end = list
-        .find(|c| c == ',' || c == '[')
-        .unwrap_or(list.len());
+    let end = list.find(|c| c == ',' || c == '[').unwrap_or(list.len());
     let prefix = &list[..end];
     if prefix.is_empty() {
         return Err(bad());

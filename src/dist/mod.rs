@@ -135,7 +135,13 @@ impl ProcessGroup {
                 &mut err,
             )
         };
-        check(rc, err, launch.rank, launch.world, "joining the process group")?;
+        check(
+            rc,
+            err,
+            launch.rank,
+            launch.world,
+            "joining the process group",
+        )?;
         Ok(ProcessGroup {
             ptr,
             rank: launch.rank,
@@ -205,8 +211,7 @@ impl ProcessGroup {
     /// In-place broadcast from `root`.
     pub fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<()> {
         let mut err = std::ptr::null_mut();
-        let rc =
-            unsafe { pstl_dist_broadcast_(self.ptr, t.as_mut_ptr(), root as c_int, &mut err) };
+        let rc = unsafe { pstl_dist_broadcast_(self.ptr, t.as_mut_ptr(), root as c_int, &mut err) };
         self.fail(rc, err, "broadcast")
     }
 
@@ -288,7 +293,9 @@ fn check(rc: c_int, err: *mut c_char, rank: usize, world: usize, op: &'static st
     let message = if err.is_null() {
         "unknown error".to_string()
     } else {
-        let s = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+        let s = unsafe { CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
         unsafe { pstl_dist_free_error(err) };
         s
     };

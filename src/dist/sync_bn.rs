@@ -82,9 +82,10 @@ fn synced(x: &Tensor, bn: &nn::BatchNorm, pg: &ProcessGroup) -> Result<Tensor, D
     let n_local = (x.numel() as i64 / c.max(1)) as f64;
     let sum = xa.sum_dim_intlist(dims.as_slice(), false, acc);
     let mu = &sum / n_local;
-    let m2 = (&xa - mu.view(shape.as_slice()))
-        .square()
-        .sum_dim_intlist(dims.as_slice(), false, acc);
+    let m2 =
+        (&xa - mu.view(shape.as_slice()))
+            .square()
+            .sum_dim_intlist(dims.as_slice(), false, acc);
     let count = Tensor::full([c], n_local, (acc, x.device()));
     let local = Tensor::stack(&[count, sum, m2], 0).unsqueeze(0);
     let all = pg.all_gather_rows_autograd(&local)?;

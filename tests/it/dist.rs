@@ -39,7 +39,13 @@ fn cmd(store: &Path, dir: &Path, name: &str, extra: &[&str]) -> Command {
         c.args(["--set", &ov]);
     }
     c.args(extra);
-    for k in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"] {
+    for k in [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+    ] {
         c.env_remove(k);
     }
     c
@@ -132,7 +138,10 @@ fn state_diff(a: &Path, b: &Path, after_bias: bool) -> (f64, String) {
 fn one_step_equal(a: &Path, b: &Path) {
     let (a, b) = (tensors(a), tensors(b));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (k, v) in a.iter().filter(|(k, v)| v.kind() == tch::Kind::Float && !zero_grad_bias(k)) {
+    for (k, v) in a
+        .iter()
+        .filter(|(k, v)| v.kind() == tch::Kind::Float && !zero_grad_bias(k))
+    {
         let w = &b[k];
         let scale = |t: &tch::Tensor| t.abs().max().double_value(&[]);
         if k.starts_with("optimizer.exp_avg.") {
@@ -146,7 +155,11 @@ fn one_step_equal(a: &Path, b: &Path) {
         let d = match a.get(&format!("optimizer.exp_avg.{k}")) {
             Some(m) => {
                 let signal = m.abs().ge(1e-5 * scale(m));
-                (v - w).abs().where_self(&signal, &v.zeros_like()).max().double_value(&[])
+                (v - w)
+                    .abs()
+                    .where_self(&signal, &v.zeros_like())
+                    .max()
+                    .double_value(&[])
             }
             None => max_abs(v, w),
         };
@@ -230,7 +243,17 @@ fn torchrun_launches_two_ranks_with_per_rank_bn() {
     }
     let dir = tempfile::tempdir().unwrap();
     let store = tiny_store(dir.path(), 4, 8, 2);
-    let inner = cmd(&store, dir.path(), "torchrun", &["--set", "pretrain.batch_size=16", "--set", "pretrain.epochs=1"]);
+    let inner = cmd(
+        &store,
+        dir.path(),
+        "torchrun",
+        &[
+            "--set",
+            "pretrain.batch_size=16",
+            "--set",
+            "pretrain.epochs=1",
+        ],
+    );
     let mut c = Command::new(&torchrun);
     c.args([
         "--nproc-per-node",
@@ -263,7 +286,14 @@ fn a_killed_rank_ends_the_job_with_an_error_naming_it() {
             &store,
             dir.path(),
             "killed",
-            &["--set", "pretrain.batch_size=8", "--set", "pretrain.epochs=50", "--set", "pretrain.dist_timeout_s=20"],
+            &[
+                "--set",
+                "pretrain.batch_size=8",
+                "--set",
+                "pretrain.epochs=50",
+                "--set",
+                "pretrain.dist_timeout_s=20",
+            ],
         )
         .env("RANK", r)
         .env("WORLD_SIZE", "2")
@@ -314,7 +344,12 @@ fn sigterm_checkpoints_exits_75_and_the_rerun_matches_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let store = tiny_store(dir.path(), 4, 16, 2);
     // 64 samples at batch 8: 8 steps per epoch, 2 epochs.
-    let args = ["--set", "pretrain.batch_size=8", "--set", "pretrain.epochs=2"];
+    let args = [
+        "--set",
+        "pretrain.batch_size=8",
+        "--set",
+        "pretrain.epochs=2",
+    ];
     ok(cmd(&store, dir.path(), "straight", &args).output().unwrap());
     let run = dir.path().join("stopped");
     let child = cmd(&store, dir.path(), "stopped", &args)
@@ -328,7 +363,8 @@ fn sigterm_checkpoints_exits_75_and_the_rerun_matches_an_uninterrupted_run() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(75), "{t}");
     assert!(t.contains("stopped by a signal"), "{t}");
-    let (_, meta) = pstl::checkpoint::read_safetensors(&run.join("checkpoint.safetensors")).unwrap();
+    let (_, meta) =
+        pstl::checkpoint::read_safetensors(&run.join("checkpoint.safetensors")).unwrap();
     let step: u64 = meta["step"].parse().unwrap();
     assert!(step >= 2 && step < 16, "checkpoint at step {step}");
     let t = ok(cmd(&store, dir.path(), "stopped", &args).output().unwrap());
@@ -378,18 +414,35 @@ fn sigkill_rerun_logs_each_step_once_and_a_locked_run_refuses_a_second_job() {
         .iter()
         .map(|r| r.step)
         .collect();
-    assert_eq!(steps, (1..=16).collect::<Vec<_>>(), "each step exactly once");
-    assert!(!run.join("checkpoint.safetensors.12345.tmp").exists(), "stale tmp removed");
+    assert_eq!(
+        steps,
+        (1..=16).collect::<Vec<_>>(),
+        "each step exactly once"
+    );
+    assert!(
+        !run.join("checkpoint.safetensors.12345.tmp").exists(),
+        "stale tmp removed"
+    );
 }
 
 #[test]
 fn resume_refuses_a_changed_config_and_fresh_moves_the_run_aside() {
     let dir = tempfile::tempdir().unwrap();
     let store = tiny_store(dir.path(), 4, 4, 2);
-    let args = ["--set", "pretrain.batch_size=8", "--set", "pretrain.epochs=1"];
+    let args = [
+        "--set",
+        "pretrain.batch_size=8",
+        "--set",
+        "pretrain.epochs=1",
+    ];
     ok(cmd(&store, dir.path(), "r", &args).output().unwrap());
     let mut changed = args.to_vec();
-    changed.extend(["--set", "pretrain.lr=0.01", "--set", "model.projector_dim=32"]);
+    changed.extend([
+        "--set",
+        "pretrain.lr=0.01",
+        "--set",
+        "model.projector_dim=32",
+    ]);
     let out = cmd(&store, dir.path(), "r", &changed).output().unwrap();
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
@@ -432,7 +485,10 @@ fn launch_reads_torchrun_and_slurm_variables() {
     ])
     .unwrap();
     assert_eq!((t.rank, t.world, t.local_rank), (3, 4, 1));
-    assert_eq!((t.master_addr.as_str(), t.master_port, t.agent_store), ("n1", 1234, true));
+    assert_eq!(
+        (t.master_addr.as_str(), t.master_port, t.agent_store),
+        ("n1", 1234, true)
+    );
     let s = vars(&[
         ("SLURM_PROCID", "5"),
         ("SLURM_NTASKS", "8"),
@@ -449,7 +505,11 @@ fn launch_reads_torchrun_and_slurm_variables() {
         vec![("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "x")],
         vec![("RANK", "x"), ("WORLD_SIZE", "2")],
         vec![("RANK", "0"), ("WORLD_SIZE", "2")],
-        vec![("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_JOB_NODELIST", "[1]")],
+        vec![
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_JOB_NODELIST", "[1]"),
+        ],
     ] {
         assert!(vars(&bad).is_err(), "{bad:?} accepted");
     }
