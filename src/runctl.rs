@@ -36,21 +36,29 @@ impl RunLock {
             .write(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock {
+        // flock(2): exclusive, non-blocking; std's File::try_lock needs Rust 1.89.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc == 0 {
+            return Ok(RunLock {
                 _file: file,
                 dir: dir.to_path_buf(),
-            }),
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
+            });
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            bail!(
                 "run directory {} is in use by another pstl process (lock {}); \
                  wait for it to finish or choose another run.name",
                 dir.display(),
                 path.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("locking {}", path.display()))
-            }
+            );
         }
+        Err(err).with_context(|| format!("locking {}", path.display()))
     }
 }
 

@@ -116,7 +116,7 @@ impl Launch {
 pub fn first_host(list: &str) -> Result<String> {
     let bad = || DistError::Env(format!("SLURM_JOB_NODELIST={list:?}: cannot read a host"));
     let list = list.trim();
-    let end = list.find(|c| c == ',' || c == '[').unwrap_or(list.len());
+    let end = list.find([',', '[']).unwrap_or(list.len());
     let prefix = &list[..end];
     if prefix.is_empty() {
         return Err(bad());

@@ -100,10 +100,10 @@ fn synced(x: &Tensor, bn: &nn::BatchNorm, pg: &ProcessGroup) -> Result<Tensor, D
     let invstd = (&var + EPS).rsqrt();
     let mut y = (x - mean.to_kind(kind).view(view)) * invstd.to_kind(kind).view(view);
     if let Some(w) = &bn.ws {
-        y = y * w.view(shape.as_slice());
+        y *= w.view(shape.as_slice());
     }
     if let Some(b) = &bn.bs {
-        y = y + b.view(shape.as_slice());
+        y += b.view(shape.as_slice());
     }
     tch::no_grad(|| {
         let unbiased = &m2 / (&n - 1.0).clamp_min(1.0);

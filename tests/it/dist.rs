@@ -366,7 +366,7 @@ fn sigterm_checkpoints_exits_75_and_the_rerun_matches_an_uninterrupted_run() {
     let (_, meta) =
         pstl::checkpoint::read_safetensors(&run.join("checkpoint.safetensors")).unwrap();
     let step: u64 = meta["step"].parse().unwrap();
-    assert!(step >= 2 && step < 16, "checkpoint at step {step}");
+    assert!((2..16).contains(&step), "checkpoint at step {step}");
     let t = ok(cmd(&store, dir.path(), "stopped", &args).output().unwrap());
     assert!(t.contains("resumed from"), "{t}");
     let enc = "encoder.safetensors";
