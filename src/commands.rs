@@ -315,6 +315,10 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
         cfg.data.path.display()
     );
     let report = pretrain(cfg, device, &run_dir, &opts)?;
+    if let Some(flag) = &opts.stop {
+        // From here on (the probe) a SIGTERM or SIGINT ends the process at once.
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     if report.interrupted {
         eprintln!(
             "pretrain: stopped by a signal at step {}; checkpoint {} written. Run the same \
