@@ -88,7 +88,7 @@ pub fn move_aside(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(target))
 }
 
-/// Remove temporaries left in `dir` by a killed writer (`*.tmp`, `.tmp*`); call with the
+/// Remove temporaries left in `dir` by a killed writer (`*.tmp`, `*.tmp.*`); call with the
 /// run lock held. Returns how many were removed.
 pub fn remove_stale_tmp(dir: &Path) -> Result<usize> {
     let mut n = 0;
@@ -98,7 +98,7 @@ pub fn remove_stale_tmp(dir: &Path) -> Result<usize> {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if (name.ends_with(".tmp") || name.starts_with(".tmp"))
+        if (name.ends_with(".tmp") || name.contains(".tmp.") || name.starts_with(".tmp"))
             && entry.file_type().map(|t| t.is_file()).unwrap_or(false)
         {
             std::fs::remove_file(entry.path())

@@ -12,17 +12,16 @@
 use crate::augment::augment;
 use crate::checkpoint;
 use crate::config::{Config, Schedule};
-use crate::data::loader::shard_range;
-use crate::data::loader::{BatchLoader, LoaderOptions};
+use crate::data::loader::{shard_range, BatchLoader, LoaderOptions};
 use crate::data::store::Store;
 use crate::dist::sync_bn::SyncGuard;
 use crate::dist::ProcessGroup;
-use crate::masking::{csm_draw, matm};
+use crate::masking::{csm_draw, matm_with};
 use crate::model::{bt_loss, BtLoss, Layout, Pstl};
 use crate::optim::{warmup_cosine, Adam};
 use crate::progress::Progress;
+use crate::rng::PstlRng;
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -54,55 +53,41 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Build the three views of joint batch `x` and return the PSTL losses.
-pub fn pstl_losses(
-    model: &Pstl,
-    x: &Tensor,
-    cfg: &Config,
-    layout: &Layout,
-    rng: &mut StdRng,
-    train: bool,
-) -> StepLosses {
-    let views = pstl_views(x, cfg, layout, rng);
-    let embed = |v: &Tensor, drop: &[usize]| {
-        Ok::<_, std::convert::Infallible>(
-            model
-                .head
-                .embed(&model.encoder.forward_drop(v, drop, train), train),
-        )
-    };
-    match views_losses(&views, cfg, embed) {
-        Ok(l) => l,
-        Err(never) => match never {},
-    }
-}
-
-/// The anchor, MATM and CSM views of a batch, and the joints CSM drops.
-pub struct Views {
-    /// Augmentations only.
+/// The three inputs of a PSTL step.
+#[derive(Debug)]
+pub struct PstlViews {
+    /// Anchor: augmentations only.
     pub anchor: Tensor,
-    /// Augmentations + MATM.
+    /// Augmented, then MATM (`T - 2m` frames).
     pub temporal: Tensor,
-    /// Augmentations (the joints in `drop` are removed inside the encoder).
+    /// Augmented; its joints `drop` are removed inside the encoder (CSM).
     pub spatial: Tensor,
-    /// CSM's joints.
+    /// The CSM draw (may repeat a joint, as the authors' does).
     pub drop: Vec<usize>,
 }
 
-/// Draw the three views of joint batch `x`.
-pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut StdRng) -> Views {
-    let stream = cfg.data.stream;
-    let view = |rng: &mut StdRng| stream.apply(&augment(x, &cfg.augment, layout, rng), layout);
+/// The three views of joint batch `x`, in the authors' order (YujieOuO/PSTL
+/// `procedure.py`, `BTProcessor.train_epoch`): the stream is computed first
+/// (`data = get_stream(data)`), then each view draws its own crop, shear, rotation and
+/// flip; the MATM view is masked after augmenting; the CSM draw comes last.
+pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut PstlRng) -> PstlViews {
+    let data = cfg.data.stream.apply(x, layout);
+    let view = |rng: &mut PstlRng| augment(&data, &cfg.augment, layout, rng);
     let anchor = view(rng);
     let temporal = view(rng);
     let temporal = if cfg.pretrain.mask_frame > 0 {
-        matm(&temporal, cfg.pretrain.mask_frame, rng)
+        matm_with(
+            &temporal,
+            cfg.pretrain.mask_frame,
+            cfg.augment.per_sample,
+            rng,
+        )
     } else {
         temporal
     };
     let spatial = view(rng);
     let drop = csm_draw(layout, cfg.pretrain.mask_joint, rng);
-    Views {
+    PstlViews {
         anchor,
         temporal,
         spatial,
@@ -110,23 +95,38 @@ pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut StdRng) -
     }
 }
 
-/// The PSTL losses of `views`, with `embed(view, drop)` giving the normalised
-/// embeddings of the global batch.
-fn views_losses<E>(
-    views: &Views,
+/// Build the three views of joint batch `x` and return the PSTL losses.
+pub fn pstl_losses(
+    model: &Pstl,
+    x: &Tensor,
     cfg: &Config,
-    embed: impl Fn(&Tensor, &[usize]) -> Result<Tensor, E>,
-) -> Result<StepLosses, E> {
-    let z1 = embed(&views.anchor, &[])?;
-    let z2 = embed(&views.temporal, &[])?;
-    let z3 = embed(&views.spatial, &views.drop)?;
+    layout: &Layout,
+    rng: &mut PstlRng,
+    train: bool,
+) -> StepLosses {
+    let PstlViews {
+        anchor,
+        temporal,
+        spatial,
+        drop,
+    } = pstl_views(x, cfg, layout, rng);
+
+    let z1 = model
+        .head
+        .embed(&model.encoder.forward_drop(&anchor, &[], train), train);
+    let z2 = model
+        .head
+        .embed(&model.encoder.forward_drop(&temporal, &[], train), train);
+    let z3 = model
+        .head
+        .embed(&model.encoder.forward_drop(&spatial, &drop, train), train);
     let matm_loss = bt_loss(&z1, &z2, cfg.pretrain.lambda);
     let csm_loss = bt_loss(&z1, &z3, cfg.pretrain.lambda);
-    Ok(StepLosses {
+    StepLosses {
         total: &matm_loss.total + &csm_loss.total,
         matm: matm_loss,
         csm: csm_loss,
-    })
+    }
 }
 
 /// This rank's rows `[offset, offset + n)` of a global batch of `global` rows.
@@ -149,26 +149,29 @@ pub fn pstl_losses_dp(
     pg: &crate::dist::ProcessGroup,
     cfg: &Config,
     layout: &Layout,
-    rng: &mut StdRng,
+    rng: &mut PstlRng,
 ) -> Result<StepLosses, crate::dist::DistError> {
     let n = x.size()[0];
     let mut dims = x.size();
     dims[0] = shard.global as i64;
     let full = Tensor::zeros(dims.as_slice(), (x.kind(), x.device()));
     full.narrow(0, shard.offset as i64, n).copy_(x);
-    let views = pstl_views(&full, cfg, layout, rng);
-    let cut = |v: &Tensor| v.narrow(0, shard.offset as i64, n);
-    let views = Views {
-        anchor: cut(&views.anchor),
-        temporal: cut(&views.temporal),
-        spatial: cut(&views.spatial),
-        drop: views.drop,
+    let v = pstl_views(&full, cfg, layout, rng);
+    let cut = |t: &Tensor| t.narrow(0, shard.offset as i64, n);
+    let embed = |t: &Tensor, drop: &[usize]| {
+        let f = model.encoder.forward_drop(&cut(t), drop, true);
+        Ok::<_, crate::dist::DistError>(model.head.embed(&pg.all_gather_rows_autograd(&f)?, true))
     };
-    let embed = |v: &Tensor, drop: &[usize]| {
-        let f = model.encoder.forward_drop(v, drop, true);
-        Ok(model.head.embed(&pg.all_gather_rows_autograd(&f)?, true))
-    };
-    views_losses(&views, cfg, embed)
+    let z1 = embed(&v.anchor, &[])?;
+    let z2 = embed(&v.temporal, &[])?;
+    let z3 = embed(&v.spatial, &v.drop)?;
+    let matm_loss = bt_loss(&z1, &z2, cfg.pretrain.lambda);
+    let csm_loss = bt_loss(&z1, &z3, cfg.pretrain.lambda);
+    Ok(StepLosses {
+        total: &matm_loss.total + &csm_loss.total,
+        matm: matm_loss,
+        csm: csm_loss,
+    })
 }
 
 /// Names of the files in a run directory.
@@ -265,7 +268,7 @@ impl Trainer {
     pub fn train_step(&mut self, x: &Tensor, lr: f64) -> StepLosses {
         let seed = step_seed(self.cfg.run.seed, self.step);
         tch::manual_seed(seed as i64);
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = PstlRng::seed_from_u64(seed);
         let losses = pstl_losses(&self.model, x, &self.cfg, &self.layout, &mut rng, true);
         self.adam.zero_grad();
         losses.total.backward();
@@ -285,7 +288,7 @@ impl Trainer {
         let seed = step_seed(self.cfg.run.seed, self.step);
         // Dropout masks differ per rank as in DDP; the host draws of the views do not.
         tch::manual_seed(seed.wrapping_add(pg.rank as u64) as i64);
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = PstlRng::seed_from_u64(seed);
         let sync = self.cfg.pretrain.sync_bn;
         if !sync {
             pg.broadcast_all(&self.named(false))?;
@@ -599,7 +602,8 @@ pub fn pretrain(
             batch_size: cfg.pretrain.batch_size,
             shuffle: true,
             seed: cfg.run.seed,
-            drop_last: false,
+            // A last batch of one sample has no batch statistics: skipped.
+            drop_last: store.len("train")? % cfg.pretrain.batch_size == 1,
             prefetch: cfg.data.prefetch,
             memory_budget_bytes: cfg.data.memory_budget_mb << 20,
         },
@@ -611,7 +615,7 @@ pub fn pretrain(
     if ckpt.exists() && opts.resume {
         trainer.resume(&ckpt)?;
         if writer {
-            eprintln!(
+            tracing::info!(
                 "resumed from {} at epoch {} (step {})",
                 ckpt.display(),
                 trainer.epoch,
@@ -621,7 +625,7 @@ pub fn pretrain(
     } else if let Some(init) = &opts.init {
         trainer.init_encoder(init)?;
         if writer {
-            eprintln!("encoder initialised from {}", init.display());
+            tracing::info!("encoder initialised from {}", init.display());
         }
     }
     trainer.broadcast_state()?;
@@ -700,7 +704,7 @@ pub fn pretrain(
         }
         trainer.epoch = epoch + 1;
         if writer {
-            eprintln_epoch(epoch, cfg.pretrain.epochs, final_loss, lr);
+            log_epoch(epoch, cfg.pretrain.epochs, final_loss, lr);
             if let Some(log) = &log {
                 plot_losses(&files.loss_plot(), &log.history);
             }
@@ -735,10 +739,14 @@ pub fn pretrain(
     })
 }
 
-fn eprintln_epoch(epoch: usize, epochs: usize, loss: f64, lr: f64) {
-    if !Progress::is_terminal() {
-        eprintln!("epoch {}/{epochs}: loss {loss:.4} lr {lr:.3e}", epoch + 1);
-    }
+fn log_epoch(epoch: usize, epochs: usize, loss: f64, lr: f64) {
+    tracing::info!(
+        epoch = epoch + 1,
+        loss,
+        lr,
+        "epoch {}/{epochs}: loss {loss:.4} lr {lr:.3e}",
+        epoch + 1
+    );
 }
 
 /// Write the interval's metrics row; returns its loss. A non-finite loss is an error.
@@ -805,6 +813,6 @@ fn plot_losses(path: &Path, rows: &[MetricsRow]) {
     if let Err(e) =
         crate::plot::line_plot(path, "PSTL pretraining loss", "step", "loss", &all, true)
     {
-        eprintln!("warning: could not draw {}: {e:#}", path.display());
+        tracing::warn!("could not draw {}: {e:#}", path.display());
     }
 }
