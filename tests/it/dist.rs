@@ -433,9 +433,11 @@ fn resume_refuses_a_changed_config_and_fresh_moves_the_run_aside() {
         "--set",
         "pretrain.batch_size=8",
         "--set",
-        "pretrain.epochs=1",
+        "pretrain.epochs=2",
     ];
-    ok(cmd(&store, dir.path(), "r", &args).output().unwrap());
+    let mut first = args.to_vec();
+    first.extend(["--stop-after", "1"]);
+    ok(cmd(&store, dir.path(), "r", &first).output().unwrap());
     let mut changed = args.to_vec();
     changed.extend([
         "--set",
@@ -448,7 +450,7 @@ fn resume_refuses_a_changed_config_and_fresh_moves_the_run_aside() {
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("pretrain.lr: 0.005 -> 0.01"), "{t}");
     assert!(t.contains("model.projector_dim: 64 -> 32"), "{t}");
-    // A harmless change resumes (nothing left to do).
+    // A harmless change resumes and finishes.
     let mut harmless = args.to_vec();
     harmless.extend(["--set", "pretrain.log_every=5"]);
     ok(cmd(&store, dir.path(), "r", &harmless).output().unwrap());
