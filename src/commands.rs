@@ -67,6 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 resume: !a.fresh,
                 init: a.init,
                 stop_after: a.stop_after,
+                ..Default::default()
             };
             run_pretrain(&cfg, &opts, &g)
         }
@@ -332,14 +333,14 @@ pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<s
     }))
 }
 
-/// `pstl pretrain`: data (synthetic if configured and missing), training, and the
-/// linear probe against a random-init encoder when `eval.after_pretrain` is set.
-pub fn run_pretrain(
+/// Rank 0's part of starting a run, before anything is trained: the synthetic data if
+/// configured and missing, the preflight checks, `--fresh` moving an old run aside,
+/// the run lock, the resume config check, `config.toml` / `command.txt`.
+fn claim_run_dir(
     cfg: &Config,
+    run_dir: &Path,
     opts: &crate::train::PretrainOptions,
-    g: &GlobalOpts,
-) -> Result<()> {
-    let run_dir = cfg.run.dir.join(&cfg.run.name);
+) -> Result<(crate::runctl::RunLock, crate::preflight::Start)> {
     if !cfg.data.path.exists() {
         if !cfg.data.synth.create_if_missing {
             bail!(
@@ -360,20 +361,140 @@ pub fn run_pretrain(
         )?;
     }
     // Every check before the run directory is touched.
-    let start = crate::preflight::check_pretrain(cfg, &run_dir, opts)?;
-    if let crate::preflight::Start::Complete(epoch) = start {
-        return finished_run(cfg, &run_dir, epoch, g);
+    let start = crate::preflight::check_pretrain(cfg, run_dir, opts)?;
+    if !opts.resume {
+        if let Some(old) = crate::runctl::move_aside(run_dir)? {
+            tracing::info!("pretrain: --fresh: moved the old run to {}", old.display());
+        }
     }
-    crate::cli::prepare_run_dir(&run_dir, cfg)?;
-    let device = setup(cfg)?;
+    let lock = crate::runctl::RunLock::acquire(run_dir)?;
+    let ckpt = run_dir.join("checkpoint.safetensors");
+    if matches!(start, crate::preflight::Start::Resume(_)) {
+        let (_, meta) = crate::checkpoint::read_safetensors(&ckpt)?;
+        let stored = meta.get("config").map(String::as_str).unwrap_or_default();
+        let changes = crate::runctl::config_changes(stored, cfg)
+            .with_context(|| format!("{}: stored config", ckpt.display()))?;
+        if !changes.is_empty() {
+            bail!(
+                "{} was written with another config; refusing to resume. Changed: {}. \
+                 Restore those values, or start over with --fresh (the old run is moved aside)",
+                ckpt.display(),
+                changes.join("; ")
+            );
+        }
+    }
+    if !matches!(start, crate::preflight::Start::Complete(_)) {
+        crate::cli::prepare_run_dir(run_dir, cfg)?;
+    }
+    Ok((lock, start))
+}
+
+/// Join the process group of a launched job (torchrun, SLURM); the device of a CUDA run
+/// becomes `cuda:LOCAL_RANK`.
+fn join_group(
+    cfg: &Config,
+    launch: &crate::dist::Launch,
+    device: &mut tch::Device,
+) -> Result<Option<std::sync::Arc<crate::dist::ProcessGroup>>> {
+    if !launch.is_distributed() {
+        return Ok(None);
+    }
+    if let tch::Device::Cuda(_) = device {
+        *device = tch::Device::Cuda(launch.local_rank);
+    }
+    let timeout = std::time::Duration::from_secs_f64(cfg.pretrain.dist_timeout_s);
+    let pg = crate::dist::ProcessGroup::new(launch, timeout).with_context(|| {
+        format!(
+            "rank {}/{}: joining the process group at {}:{}",
+            launch.rank, launch.world, launch.master_addr, launch.master_port
+        )
+    })?;
+    Ok(Some(std::sync::Arc::new(pg)))
+}
+
+/// `pstl pretrain`: data (synthetic if configured and missing), training, and the
+/// linear probe against a random-init encoder when `eval.after_pretrain` is set.
+/// Under torchrun or SLURM ([`crate::dist::Launch`]) every rank runs this; rank 0 owns
+/// the run directory (checks, lock, files) and the others wait for it.
+pub fn run_pretrain(
+    cfg: &Config,
+    opts: &crate::train::PretrainOptions,
+    g: &GlobalOpts,
+) -> Result<()> {
+    let run_dir = cfg.run.dir.join(&cfg.run.name);
+    let launch = crate::dist::Launch::from_env()?;
+    let mut opts = opts.clone();
+    opts.stop = Some(crate::runctl::stop_flag()?);
+    let mut device = setup(cfg)?;
+    opts.dist = join_group(cfg, &launch, &mut device)?;
+    // Rank 0 owns the run directory; the lock lives until this function returns.
+    let claimed = if launch.rank == 0 {
+        Some(claim_run_dir(cfg, &run_dir, &opts)?)
+    } else {
+        None
+    };
+    if let Some(pg) = &opts.dist {
+        // The others wait for rank 0's checks, directory and data (its failure ends all).
+        pg.barrier()
+            .context("waiting for rank 0 to check and prepare the run")?;
+    }
+    let complete = match &claimed {
+        Some((_, start)) => matches!(start, crate::preflight::Start::Complete(_)),
+        None => {
+            let ckpt = run_dir.join("checkpoint.safetensors");
+            opts.resume
+                && ckpt.is_file()
+                && crate::preflight::checkpoint_epoch(&ckpt)? >= cfg.pretrain.epochs
+        }
+    };
+    if complete {
+        return match &claimed {
+            Some((_, crate::preflight::Start::Complete(epoch))) => {
+                finished_run(cfg, &run_dir, *epoch, g)
+            }
+            _ => Ok(()),
+        };
+    }
     tracing::info!(
-        "pretrain: run {} on {} with {} thread(s), data {}",
+        "pretrain: run {} on {} with {} thread(s), data {}{}",
         run_dir.display(),
         device_name(device),
         tch::get_num_threads(),
-        cfg.data.path.display()
+        cfg.data.path.display(),
+        match &opts.dist {
+            Some(pg) => format!(", rank {} of {}", pg.rank, pg.world),
+            None => String::new(),
+        }
     );
-    let report = pretrain(cfg, device, &run_dir, opts)?;
+    let report = pretrain(cfg, device, &run_dir, &opts)?;
+    if let Some(flag) = &opts.stop {
+        // From here on (the probe) a SIGTERM or SIGINT ends the process at once.
+        flag.store(!report.interrupted, std::sync::atomic::Ordering::SeqCst);
+    }
+    if report.interrupted {
+        tracing::warn!(
+            "pretrain: stopped by a signal at step {}; checkpoint {} written. Run the same \
+             command again to continue (exit status {})",
+            report.step,
+            run_dir.join("checkpoint.safetensors").display(),
+            crate::runctl::EXIT_INTERRUPTED
+        );
+        std::process::exit(crate::runctl::EXIT_INTERRUPTED);
+    }
+    if launch.rank != 0 {
+        return Ok(());
+    }
+    finish_pretrain(cfg, device, &run_dir, &report, g)
+}
+
+/// Rank 0 after training: the summary, and the probe when configured.
+fn finish_pretrain(
+    cfg: &Config,
+    device: tch::Device,
+    run_dir: &Path,
+    report: &crate::train::PretrainReport,
+    g: &GlobalOpts,
+) -> Result<()> {
     let mut text = format!(
         "pretrain: {} epoch(s) in {:.1}s, final loss {:.4}, encoder {}",
         report.epochs_run,
@@ -398,7 +519,7 @@ pub fn run_pretrain(
         let (probe_text, results) = probe_after_pretrain(
             cfg,
             device,
-            &run_dir,
+            run_dir,
             &report.encoder,
             report.final_loss,
             Some(report.seconds),
@@ -415,7 +536,7 @@ pub fn run_pretrain(
 fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize, g: &GlobalOpts) -> Result<()> {
     let mut text = format!(
         "pretrain: run {} is complete ({epoch} of {} epochs); nothing to train. \
-         Add --fresh to start over, or raise pretrain.epochs to continue.",
+         Add --fresh to start over (the old run is moved aside).",
         run_dir.display(),
         cfg.pretrain.epochs
     );

@@ -200,6 +200,13 @@ pub struct PretrainConfig {
     pub checkpoint_every: usize,
     /// Log a metrics row every N steps (and at the end of each epoch).
     pub log_every: usize,
+    /// Also checkpoint every this many minutes within an epoch (0: only per epoch).
+    pub checkpoint_minutes: f64,
+    /// Data-parallel runs: synchronise the encoder's batch norms over all ranks
+    /// (false: per-rank statistics, as DDP).
+    pub sync_bn: bool,
+    /// Data-parallel runs: seconds a collective may wait for a peer before the run fails.
+    pub dist_timeout_s: f64,
 }
 
 impl Default for PretrainConfig {
@@ -216,6 +223,9 @@ impl Default for PretrainConfig {
             mask_joint: 8,
             checkpoint_every: 10,
             log_every: 50,
+            checkpoint_minutes: 0.0,
+            sync_bn: false,
+            dist_timeout_s: 300.0,
         }
     }
 }

@@ -12,8 +12,10 @@
 use crate::augment::augment;
 use crate::checkpoint;
 use crate::config::{Config, Schedule};
-use crate::data::loader::{BatchLoader, LoaderOptions};
+use crate::data::loader::{shard_range, BatchLoader, LoaderOptions};
 use crate::data::store::Store;
+use crate::dist::sync_bn::SyncGuard;
+use crate::dist::ProcessGroup;
 use crate::masking::{csm_draw, matm_with};
 use crate::model::{bt_loss, BtLoss, Layout, Pstl};
 use crate::optim::{warmup_cosine, Adam};
@@ -24,6 +26,8 @@ use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -125,6 +129,51 @@ pub fn pstl_losses(
     }
 }
 
+/// This rank's rows `[offset, offset + n)` of a global batch of `global` rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Shard {
+    /// First row of this rank.
+    pub offset: usize,
+    /// Rows of the global batch.
+    pub global: usize,
+}
+
+/// Data-parallel PSTL losses: the views are drawn for the global batch (every rank
+/// draws the same numbers; other ranks' rows are zeros) and cut to this rank's rows;
+/// the encoder runs on those rows; the features are all-gathered with gradient and
+/// the projector, its batch norms and both losses run on the global batch.
+pub fn pstl_losses_dp(
+    model: &Pstl,
+    x: &Tensor,
+    shard: Shard,
+    pg: &crate::dist::ProcessGroup,
+    cfg: &Config,
+    layout: &Layout,
+    rng: &mut PstlRng,
+) -> Result<StepLosses, crate::dist::DistError> {
+    let n = x.size()[0];
+    let mut dims = x.size();
+    dims[0] = shard.global as i64;
+    let full = Tensor::zeros(dims.as_slice(), (x.kind(), x.device()));
+    full.narrow(0, shard.offset as i64, n).copy_(x);
+    let v = pstl_views(&full, cfg, layout, rng);
+    let cut = |t: &Tensor| t.narrow(0, shard.offset as i64, n);
+    let embed = |t: &Tensor, drop: &[usize]| {
+        let f = model.encoder.forward_drop(&cut(t), drop, true);
+        Ok::<_, crate::dist::DistError>(model.head.embed(&pg.all_gather_rows_autograd(&f)?, true))
+    };
+    let z1 = embed(&v.anchor, &[])?;
+    let z2 = embed(&v.temporal, &[])?;
+    let z3 = embed(&v.spatial, &v.drop)?;
+    let matm_loss = bt_loss(&z1, &z2, cfg.pretrain.lambda);
+    let csm_loss = bt_loss(&z1, &z3, cfg.pretrain.lambda);
+    Ok(StepLosses {
+        total: &matm_loss.total + &csm_loss.total,
+        matm: matm_loss,
+        csm: csm_loss,
+    })
+}
+
 /// Names of the files in a run directory.
 pub struct RunFiles {
     /// The run directory.
@@ -166,6 +215,8 @@ pub struct Trainer {
     pub epoch: usize,
     /// Optimiser steps taken.
     pub step: u64,
+    /// Process group of a data-parallel run.
+    pub pg: Option<Arc<ProcessGroup>>,
 }
 
 /// Outcome of a pretraining run.
@@ -181,6 +232,10 @@ pub struct PretrainReport {
     pub seconds: f64,
     /// Path of the final encoder.
     pub encoder: PathBuf,
+    /// Optimiser steps completed in total.
+    pub step: u64,
+    /// Stopped by a signal (checkpoint written; rerun to continue).
+    pub interrupted: bool,
 }
 
 impl Trainer {
@@ -199,6 +254,7 @@ impl Trainer {
             layout,
             epoch: 0,
             step: 0,
+            pg: None,
         }
     }
 
@@ -219,6 +275,68 @@ impl Trainer {
         self.adam.step(lr);
         self.step += 1;
         losses
+    }
+
+    /// One data-parallel step on this rank's rows `x` of the global batch `shard`:
+    /// buffers from rank 0 (per-rank batch norm, as DDP), the losses of
+    /// [`pstl_losses_dp`], gradients averaged over ranks. Without a process group, the
+    /// single-process [`Trainer::train_step`].
+    pub fn train_step_dp(&mut self, x: &Tensor, shard: Shard, lr: f64) -> Result<StepLosses> {
+        let Some(pg) = self.pg.clone() else {
+            return Ok(self.train_step(x, lr));
+        };
+        let seed = step_seed(self.cfg.run.seed, self.step);
+        // Dropout masks differ per rank as in DDP; the host draws of the views do not.
+        tch::manual_seed(seed.wrapping_add(pg.rank as u64) as i64);
+        let mut rng = PstlRng::seed_from_u64(seed);
+        let sync = self.cfg.pretrain.sync_bn;
+        if !sync {
+            pg.broadcast_all(&self.named(false))?;
+        }
+        let guard = sync.then(|| SyncGuard::new(Arc::clone(&pg)));
+        let losses = pstl_losses_dp(
+            &self.model,
+            x,
+            shard,
+            &pg,
+            &self.cfg,
+            &self.layout,
+            &mut rng,
+        );
+        if let Some(g) = guard {
+            g.finish()?;
+        }
+        let losses = losses?;
+        self.adam.zero_grad();
+        losses
+            .total
+            .f_backward()
+            .with_context(|| format!("rank {}/{}: backward", pg.rank, pg.world))?;
+        pg.average_gradients(&self.named(true))?;
+        self.adam.step(lr);
+        self.step += 1;
+        Ok(losses)
+    }
+
+    /// Trainable variables (`true`) or buffers (`false`), in name order.
+    fn named(&self, trainable: bool) -> Vec<Tensor> {
+        let vars = self.vs.variables();
+        let mut names: Vec<&String> = vars
+            .iter()
+            .filter(|(_, t)| t.requires_grad() == trainable)
+            .map(|(k, _)| k)
+            .collect();
+        names.sort();
+        names.into_iter().map(|k| vars[k].shallow_clone()).collect()
+    }
+
+    /// Copy rank 0's parameters and buffers to every rank.
+    pub fn broadcast_state(&self) -> Result<()> {
+        if let Some(pg) = &self.pg {
+            pg.broadcast_all(&self.named(true))?;
+            pg.broadcast_all(&self.named(false))?;
+        }
+        Ok(())
     }
 
     /// Learning rate at `epoch` + `frac` of an epoch.
@@ -383,6 +501,72 @@ pub struct PretrainOptions {
     /// Stop after this many epochs of this invocation (a scheduler time slice); a
     /// later `--resume` continues to the same result as an uninterrupted run.
     pub stop_after: Option<usize>,
+    /// Process group of a data-parallel run (rank 0 writes every file).
+    pub dist: Option<Arc<ProcessGroup>>,
+    /// Set by a stop signal: finish the step, write a checkpoint, return.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Rank 0's metrics file and history.
+struct MetricsLog {
+    csv: csv::Writer<std::fs::File>,
+    history: Vec<MetricsRow>,
+}
+
+impl MetricsLog {
+    /// Open `metrics.csv` for a run at `step`: cut back to that step (a killed run may
+    /// have logged past its checkpoint, or half a line), or started anew at step 0.
+    fn open(files: &RunFiles, step: u64) -> Result<Self> {
+        let path = files.metrics();
+        let history = if step > 0 {
+            crate::runctl::remove_stale_tmp(&files.dir)?;
+            crate::runctl::truncate_metrics(&path, step)?
+        } else {
+            Vec::new()
+        };
+        let append = step > 0 && path.exists();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let csv = csv::WriterBuilder::new()
+            .has_headers(!append)
+            .from_writer(file);
+        Ok(MetricsLog { csv, history })
+    }
+
+    fn push(&mut self, row: MetricsRow) -> Result<()> {
+        self.csv.serialize(&row)?;
+        self.csv.flush()?;
+        self.history.push(row);
+        Ok(())
+    }
+}
+
+/// Whether to stop (a signal on any rank) and to write a time-based checkpoint (rank
+/// 0's clock), agreed by all ranks.
+fn stop_and_due(
+    opts: &PretrainOptions,
+    cfg: &Config,
+    since_ckpt: Instant,
+    device: Device,
+) -> Result<(bool, bool)> {
+    let stop = opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+    let minutes = cfg.pretrain.checkpoint_minutes;
+    let rank = opts.dist.as_ref().map_or(0, |pg| pg.rank);
+    let due = rank == 0 && minutes > 0.0 && since_ckpt.elapsed().as_secs_f64() >= minutes * 60.0;
+    match &opts.dist {
+        None => Ok((stop, due)),
+        Some(pg) => {
+            let mut f = crate::dist::flags([stop, due], device);
+            pg.all_reduce_max(&mut f)?;
+            let v = Vec::<f32>::try_from(f.to_device(Device::Cpu))?;
+            Ok((v[0] > 0.5, v[1] > 0.5))
+        }
+    }
 }
 
 /// Run (or resume) pretraining as configured; writes into `run_dir`.
@@ -392,11 +576,15 @@ pub fn pretrain(
     run_dir: &Path,
     opts: &PretrainOptions,
 ) -> Result<PretrainReport> {
-    let (resume, init) = (opts.resume, opts.init.as_deref());
+    let (rank, world) = opts.dist.as_ref().map_or((0, 1), |pg| (pg.rank, pg.world));
+    let writer = rank == 0;
     let files = RunFiles {
         dir: run_dir.to_path_buf(),
     };
-    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    if writer {
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("creating {}", run_dir.display()))?;
+    }
     let store = Store::open(&cfg.data.path)
         .with_context(|| format!("opening data store {}", cfg.data.path.display()))?;
     if store.meta().layout != cfg.model.layout {
@@ -422,118 +610,184 @@ pub fn pretrain(
     )?;
     let steps_per_epoch = loader.num_batches();
     let mut trainer = Trainer::new(cfg, device);
+    trainer.pg = opts.dist.clone();
     let ckpt = files.checkpoint();
-    if ckpt.exists() && resume {
+    if ckpt.exists() && opts.resume {
         trainer.resume(&ckpt)?;
-        tracing::info!(
-            "resumed from {} at epoch {} (step {})",
-            ckpt.display(),
-            trainer.epoch,
-            trainer.step
-        );
-    } else if let Some(init) = init {
+        if writer {
+            tracing::info!(
+                "resumed from {} at epoch {} (step {})",
+                ckpt.display(),
+                trainer.epoch,
+                trainer.step
+            );
+        }
+    } else if let Some(init) = &opts.init {
         trainer.init_encoder(init)?;
-        tracing::info!("encoder initialised from {}", init.display());
+        if writer {
+            tracing::info!("encoder initialised from {}", init.display());
+        }
     }
+    trainer.broadcast_state()?;
     let start = Instant::now();
-    let metrics_path = files.metrics();
-    let append = metrics_path.exists() && trainer.epoch > 0;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(append)
-        .write(true)
-        .truncate(!append)
-        .open(&metrics_path)
-        .with_context(|| format!("opening {}", metrics_path.display()))?;
-    let mut csv = csv::WriterBuilder::new()
-        .has_headers(!append)
-        .from_writer(file);
-    let mut history = if append {
-        read_metrics(&metrics_path).unwrap_or_default()
+    let mut log = if writer {
+        Some(MetricsLog::open(&files, trainer.step)?)
     } else {
-        Vec::new()
+        None
     };
     let first_epoch = trainer.epoch;
+    // A mid-epoch checkpoint (signal or time-based) continues within its epoch.
+    let skip = (trainer.step as usize).saturating_sub(first_epoch * steps_per_epoch);
     let mut final_loss = f64::NAN;
     let last_epoch = match opts.stop_after {
         Some(n) => (first_epoch + n).min(cfg.pretrain.epochs),
         None => cfg.pretrain.epochs,
     };
+    let mut since_ckpt = Instant::now();
+    let mut interrupted = false;
     for epoch in first_epoch..last_epoch {
         let mut bar = Progress::new(
             &format!("epoch {}/{}", epoch + 1, cfg.pretrain.epochs),
-            steps_per_epoch as u64,
+            if writer { steps_per_epoch as u64 } else { 0 },
         );
         let mut acc = Accum::new();
         let mut lr = trainer.lr_at(epoch, 0.0);
-        for (i, batch) in loader.epoch(epoch as u64).enumerate() {
+        let mut finished = true;
+        let skip_now = if epoch == first_epoch { skip } else { 0 };
+        let batches = loader.epoch_shard(epoch as u64, rank, world).enumerate();
+        for (i, batch) in batches.skip(skip_now) {
             let batch = batch?;
             lr = trainer.lr_at(epoch, i as f64 / steps_per_epoch as f64);
+            let global = cfg
+                .pretrain
+                .batch_size
+                .min(loader.len() - i * cfg.pretrain.batch_size);
             let x = batch_tensor(&batch.x, batch.shape, device);
-            let losses = trainer.train_step(&x, lr);
-            acc.add(&losses, batch.shape[0]);
+            let losses = if opts.dist.is_some() {
+                if global < world {
+                    continue; // a last batch too small to give every rank a row
+                }
+                let offset = shard_range(global, rank, world).start;
+                trainer.train_step_dp(&x, Shard { offset, global }, lr)?
+            } else {
+                trainer.train_step(&x, lr)
+            };
+            acc.add(&losses, global);
             let last = i + 1 == steps_per_epoch;
-            if trainer.step % cfg.pretrain.log_every as u64 == 0 || last {
-                if let Some((m, rate)) = acc.take() {
-                    if !m.iter().all(|v| v.is_finite()) {
-                        bail!(
-                            "non-finite loss ({}) at epoch {} step {}; stopping. The last good checkpoint is {}",
-                            m[0],
-                            epoch,
-                            trainer.step,
-                            if ckpt.exists() { ckpt.display().to_string() } else { "none (no epoch finished)".into() }
-                        );
+            if let Some(log) = log.as_mut() {
+                if trainer.step % cfg.pretrain.log_every as u64 == 0 || last {
+                    if let Some(loss) =
+                        log_interval(log, &mut acc, epoch, trainer.step, lr, start, &ckpt)?
+                    {
+                        bar.set_message(format!("loss {loss:.3} lr {lr:.2e}"));
+                        final_loss = loss;
                     }
-                    let row = MetricsRow {
-                        epoch,
-                        step: trainer.step,
-                        lr,
-                        loss: m[0],
-                        loss_matm: m[1],
-                        loss_csm: m[2],
-                        on_diag: m[3],
-                        off_diag: m[4],
-                        samples_per_s: rate,
-                        seconds: start.elapsed().as_secs_f64(),
-                    };
-                    csv.serialize(&row)?;
-                    csv.flush()?;
-                    bar.set_message(format!(
-                        "loss {:.3} lr {:.2e} {:.0} samples/s",
-                        m[0], lr, rate
-                    ));
-                    final_loss = m[0];
-                    history.push(row);
                 }
             }
             bar.inc(1);
+            let (stop, due) = stop_and_due(opts, cfg, since_ckpt, device)?;
+            if (stop || due) && !last {
+                if writer {
+                    trainer.save(&ckpt)?;
+                }
+                since_ckpt = Instant::now();
+            }
+            if stop {
+                interrupted = true;
+                finished = last;
+                break;
+            }
         }
         bar.finish();
+        if !finished {
+            break;
+        }
         trainer.epoch = epoch + 1;
-        tracing::info!(
-            epoch = epoch + 1,
-            loss = final_loss,
-            lr,
-            "epoch {}/{}: loss {:.4} lr {:.3e}",
-            epoch + 1,
-            cfg.pretrain.epochs,
-            final_loss,
-            lr
-        );
-        plot_losses(&files.loss_plot(), &history);
-        if trainer.epoch % cfg.pretrain.checkpoint_every == 0 || trainer.epoch == last_epoch {
-            trainer.save(&ckpt)?;
+        if writer {
+            log_epoch(epoch, cfg.pretrain.epochs, final_loss, lr);
+            if let Some(log) = &log {
+                plot_losses(&files.loss_plot(), &log.history);
+            }
+            if trainer.epoch % cfg.pretrain.checkpoint_every == 0
+                || trainer.epoch == last_epoch
+                || interrupted
+            {
+                trainer.save(&ckpt)?;
+                since_ckpt = Instant::now();
+            }
+        }
+        if interrupted {
+            break;
         }
     }
-    trainer.save_encoder(&files.encoder())?;
+    if writer && !interrupted {
+        trainer.save_encoder(&files.encoder())?;
+    }
+    if let Some(pg) = &opts.dist {
+        // No rank leaves (a launcher would kill the rest) before rank 0 has written.
+        pg.barrier()?;
+    }
     let _ = std::io::stderr().flush();
     Ok(PretrainReport {
         final_loss,
-        epochs_run: last_epoch - first_epoch,
+        epochs_run: trainer.epoch - first_epoch,
         epochs_done: trainer.epoch,
         seconds: start.elapsed().as_secs_f64(),
         encoder: files.encoder(),
+        step: trainer.step,
+        interrupted,
     })
+}
+
+fn log_epoch(epoch: usize, epochs: usize, loss: f64, lr: f64) {
+    tracing::info!(
+        epoch = epoch + 1,
+        loss,
+        lr,
+        "epoch {}/{epochs}: loss {loss:.4} lr {lr:.3e}",
+        epoch + 1
+    );
+}
+
+/// Write the interval's metrics row; returns its loss. A non-finite loss is an error.
+fn log_interval(
+    log: &mut MetricsLog,
+    acc: &mut Accum,
+    epoch: usize,
+    step: u64,
+    lr: f64,
+    start: Instant,
+    ckpt: &Path,
+) -> Result<Option<f64>> {
+    let Some((m, rate)) = acc.take() else {
+        return Ok(None);
+    };
+    if !m.iter().all(|v| v.is_finite()) {
+        bail!(
+            "non-finite loss ({}) at epoch {} step {}; stopping. The last good checkpoint is {}",
+            m[0],
+            epoch,
+            step,
+            if ckpt.exists() {
+                ckpt.display().to_string()
+            } else {
+                "none (no epoch finished)".into()
+            }
+        );
+    }
+    log.push(MetricsRow {
+        epoch,
+        step,
+        lr,
+        loss: m[0],
+        loss_matm: m[1],
+        loss_csm: m[2],
+        on_diag: m[3],
+        off_diag: m[4],
+        samples_per_s: rate,
+        seconds: start.elapsed().as_secs_f64(),
+    })?;
+    Ok(Some(m[0]))
 }
 
 /// Read a metrics CSV back (for plots after resume).

@@ -189,6 +189,18 @@ impl Config {
             p.checkpoint_every >= 1,
             "must be at least 1",
         );
+        c.check(
+            "pretrain.checkpoint_minutes",
+            p.checkpoint_minutes,
+            p.checkpoint_minutes.is_finite() && p.checkpoint_minutes >= 0.0,
+            "must be >= 0 (0: per epoch only)",
+        );
+        c.check(
+            "pretrain.dist_timeout_s",
+            p.dist_timeout_s,
+            p.dist_timeout_s.is_finite() && p.dist_timeout_s >= 1.0,
+            "must be at least 1 second",
+        );
     }
 
     fn check_eval(&self, c: &mut Checker) {

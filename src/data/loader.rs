@@ -198,13 +198,20 @@ impl BatchLoader {
 
     /// The batches of epoch `epoch`, in order.
     pub fn epoch(&self, epoch: u64) -> EpochIter {
+        self.epoch_shard(epoch, 0, 1)
+    }
+
+    /// Rank `rank`'s part of every batch of epoch `epoch` when `world` processes share
+    /// each batch: the rows [`shard_range`] of the same batches [`BatchLoader::epoch`]
+    /// yields, so the ranks read disjoint samples of one permutation.
+    pub fn epoch_shard(&self, epoch: u64, rank: usize, world: usize) -> EpochIter {
         let mut order = self.order(epoch);
         if self.opts.drop_last {
             order.truncate(self.num_batches() * self.opts.batch_size);
         }
         let chunks: Vec<Vec<usize>> = order
             .chunks(self.opts.batch_size)
-            .map(<[usize]>::to_vec)
+            .map(|c| c[shard_range(c.len(), rank, world)].to_vec())
             .collect();
         if self.opts.prefetch == 0 {
             return EpochIter {
@@ -246,6 +253,12 @@ impl BatchLoader {
 
 /// Seed of epoch `epoch`: splitmix64 of the epoch xor-ed into the seed, so nearby
 /// epochs get unrelated streams.
+/// Rows `[n r / w, n (r + 1) / w)` of a batch of `n` rows: rank `r`'s shard of `w`.
+pub fn shard_range(n: usize, rank: usize, world: usize) -> std::ops::Range<usize> {
+    let world = world.max(1);
+    n * rank / world..n * (rank + 1) / world
+}
+
 fn mix(seed: u64, epoch: u64) -> u64 {
     let mut z = epoch.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

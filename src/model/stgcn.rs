@@ -8,6 +8,7 @@
 
 use super::graph::{Graph, Layout};
 use super::init;
+use crate::dist::sync_bn::batch_norm;
 use tch::{nn, Kind, Tensor};
 
 /// Encoder hyperparameters (`[model]` of the config).
@@ -139,19 +140,15 @@ impl StGcnBlock {
         let res = match &self.residual {
             Residual::None => None,
             Residual::Identity => Some(x.shallow_clone()),
-            Residual::Conv { conv, bn } => Some(x.apply(conv).apply_t(bn.as_ref(), train)),
+            Residual::Conv { conv, bn } => Some(batch_norm(&x.apply(conv), bn.as_ref(), train)),
         };
         // -1 for the batch: a traced module keeps its batch size free.
         let (_n, _c, t, v) = x.size4().expect("block input must be 4-d");
         let k = a.size()[0];
         let y = x.apply(&self.gcn).view([-1, k, self.out_channels, t, v]);
         let y = Tensor::einsum("nkctv,kvw->nctw", &[y, a.shallow_clone()], None::<i64>);
-        let y = y
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.tcn)
-            .apply_t(&self.bn2, train)
-            .dropout(self.dropout, train);
+        let y = batch_norm(&y, &self.bn1, train).relu().apply(&self.tcn);
+        let y = batch_norm(&y, &self.bn2, train).dropout(self.dropout, train);
         match res {
             Some(r) => (y + r).relu(),
             None => y.relu(),
@@ -230,7 +227,7 @@ impl StGcn {
             self.in_channels
         );
         let x = x.permute([0, 4, 3, 1, 2]).contiguous().view([-1, v * c, t]);
-        let x = x.apply_t(&self.data_bn, train);
+        let x = batch_norm(&x, &self.data_bn, train);
         let mut x = x
             .view([-1, m, v, c, t])
             .permute([0, 1, 3, 4, 2])

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod config;
 mod data;
+mod dist;
 mod ecosystem;
 mod eval;
 mod fidelity;

@@ -1,0 +1,272 @@
+// pstl's bridge to libtorch's c10d: a TCPStore-backed process group (Gloo for CPU
+// tensors; NCCL for CUDA tensors when compiled with PSTL_NCCL) and the collectives pstl
+// needs, on tch tensors (`at::Tensor*`). Only opaque pointers and C types cross the
+// boundary; every C++ exception becomes an error string the caller frees.
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef PSTL_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> gloo;
+#ifdef PSTL_NCCL
+  c10::intrusive_ptr<c10d::Backend> nccl;
+#endif
+  int rank;
+  int world;
+  std::chrono::milliseconds timeout;
+
+  c10d::Backend& backend_for(const at::Tensor& t) {
+#ifdef PSTL_NCCL
+    if (t.is_cuda()) {
+      if (!nccl) {
+        auto opts = c10d::ProcessGroupNCCL::Options::create();
+        opts->timeout = timeout;
+        auto prefixed = c10::make_intrusive<c10d::PrefixStore>("nccl/", store);
+        nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, world, opts);
+      }
+      return *nccl;
+    }
+#endif
+    if (t.is_cuda()) {
+      throw std::runtime_error("CUDA tensor, but pstl was built without NCCL");
+    }
+    return *gloo;
+  }
+
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+    if (!work->wait(timeout)) {
+      throw std::runtime_error(std::string(what) + " did not complete");
+    }
+  }
+};
+
+char* dup_error(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (out) std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+
+template <typename F>
+int guarded(char** err, F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    if (err) *err = dup_error(e.what());
+  } catch (...) {
+    if (err) *err = dup_error("unknown C++ exception");
+  }
+  return 1;
+}
+
+Group* as_group(int64_t h) { return reinterpret_cast<Group*>(h); }
+
+void allreduce_sum(Group& g, at::Tensor& t) {
+  std::vector<at::Tensor> v{t};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  o.timeout = g.timeout;
+  g.wait(g.backend_for(t).allreduce(v, o), "all_reduce");
+}
+
+// Gathers equally shaped `t` of every rank, concatenated along dim 0.
+at::Tensor allgather_cat(Group& g, const at::Tensor& t) {
+  std::vector<at::Tensor> in{t.contiguous()};
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int r = 0; r < g.world; ++r) out[0].push_back(at::empty_like(in[0]));
+  c10d::AllgatherOptions o;
+  o.timeout = g.timeout;
+  g.wait(g.backend_for(t).allgather(out, in, o), "all_gather");
+  return at::cat(out[0], 0);
+}
+
+// Sum over ranks; the gradient of the sum is the sum of the gradients.
+struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t h) {
+    ctx->saved_data["h"] = h;
+    at::Tensor y = x.clone().contiguous();
+    allreduce_sum(*as_group(h), y);
+    return y;
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    at::Tensor g = grads[0].clone().contiguous();
+    allreduce_sum(*as_group(ctx->saved_data["h"].toInt()), g);
+    return {g, at::Tensor()};
+  }
+};
+
+// Concatenation of every rank's rows (row counts may differ); the gradient of a rank's
+// rows is the sum over ranks of the gradient of those rows.
+struct AllGatherRows : public torch::autograd::Function<AllGatherRows> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t h) {
+    Group& g = *as_group(h);
+    const int64_t n = x.size(0);
+    at::Tensor count = at::full({1}, n, x.options().dtype(at::kLong));
+    std::vector<int64_t> counts(g.world);
+    at::Tensor all = allgather_cat(g, count).cpu();
+    int64_t maxn = 0, offset = 0;
+    for (int r = 0; r < g.world; ++r) {
+      counts[r] = all[r].item<int64_t>();
+      maxn = std::max(maxn, counts[r]);
+      if (r < g.rank) offset += counts[r];
+    }
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape[0] = maxn;
+    at::Tensor padded = at::zeros(shape, x.options());
+    padded.narrow(0, 0, n).copy_(x);
+    at::Tensor gathered = allgather_cat(g, padded);
+    std::vector<at::Tensor> parts;
+    for (int r = 0; r < g.world; ++r) parts.push_back(gathered.narrow(0, r * maxn, counts[r]));
+    ctx->saved_data["h"] = h;
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["n"] = n;
+    return at::cat(parts, 0);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    at::Tensor g = grads[0].clone().contiguous();
+    allreduce_sum(*as_group(ctx->saved_data["h"].toInt()), g);
+    return {g.narrow(0, ctx->saved_data["offset"].toInt(), ctx->saved_data["n"].toInt()),
+            at::Tensor()};
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+void pstl_dist_free_error(char* e) { std::free(e); }
+
+int pstl_dist_new(const char* host, int port, int rank, int world, int64_t timeout_ms,
+                  int is_server, void** out, char** err) {
+  return guarded(err, [&] {
+    auto g = std::make_unique<Group>();
+    g->rank = rank;
+    g->world = world;
+    g->timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(port);
+    so.isServer = is_server != 0;
+    so.numWorkers = world;
+    so.waitWorkers = false;
+    so.timeout = g->timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
+    g->store = c10::make_intrusive<c10d::PrefixStore>("pstl/", tcp);
+    auto opts = c10d::ProcessGroupGloo::Options::create(g->timeout);
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    if (ifname && *ifname) {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    } else if (std::string(host) == "127.0.0.1" || std::string(host) == "localhost") {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    auto gloo_store = c10::make_intrusive<c10d::PrefixStore>("gloo/", g->store);
+    g->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(gloo_store, rank, world, opts);
+    *out = g.release();
+  });
+}
+
+void pstl_dist_drop(void* g) { delete static_cast<Group*>(g); }
+
+// After a failed collective: announce this rank in the store, wait `wait_ms`, and list
+// the ranks that never announced themselves (dead or hung) in `missing`.
+int pstl_dist_probe(void* g, int64_t wait_ms, char** missing, char** err) {
+  return guarded(err, [&] {
+    Group& grp = *static_cast<Group*>(g);
+    grp.store->setTimeout(std::chrono::milliseconds(std::max<int64_t>(wait_ms, 1000)));
+    grp.store->set("failed/" + std::to_string(grp.rank), std::vector<uint8_t>{1});
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+    std::string out;
+    for (int r = 0; r < grp.world; ++r) {
+      if (!grp.store->check({"failed/" + std::to_string(r)})) {
+        out += (out.empty() ? "" : ",") + std::to_string(r);
+      }
+    }
+    *missing = dup_error(out);
+  });
+}
+
+int pstl_dist_has_nccl() {
+#ifdef PSTL_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+int pstl_dist_all_reduce_sum_(void* g, at::Tensor* t, char** err) {
+  return guarded(err, [&] { allreduce_sum(*static_cast<Group*>(g), *t); });
+}
+
+int pstl_dist_all_reduce_max_(void* g, at::Tensor* t, char** err) {
+  return guarded(err, [&] {
+    Group& grp = *static_cast<Group*>(g);
+    std::vector<at::Tensor> v{*t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::MAX;
+    o.timeout = grp.timeout;
+    grp.wait(grp.backend_for(*t).allreduce(v, o), "all_reduce");
+  });
+}
+
+int pstl_dist_broadcast_(void* g, at::Tensor* t, int root, char** err) {
+  return guarded(err, [&] {
+    Group& grp = *static_cast<Group*>(g);
+    std::vector<at::Tensor> v{*t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    o.timeout = grp.timeout;
+    grp.wait(grp.backend_for(*t).broadcast(v, o), "broadcast");
+  });
+}
+
+int pstl_dist_barrier(void* g, char** err) {
+  return guarded(err, [&] {
+    Group& grp = *static_cast<Group*>(g);
+    // A 1-element all-reduce: a barrier that also fails when a peer is gone.
+    at::Tensor t = at::zeros({1});
+    allreduce_sum(grp, t);
+  });
+}
+
+int pstl_dist_all_gather(void* g, const at::Tensor* t, at::Tensor** out, char** err) {
+  return guarded(err, [&] {
+    *out = new at::Tensor(allgather_cat(*static_cast<Group*>(g), *t));
+  });
+}
+
+int pstl_dist_all_reduce_sum_autograd(void* g, const at::Tensor* t, at::Tensor** out,
+                                      char** err) {
+  return guarded(err, [&] {
+    *out = new at::Tensor(AllReduceSum::apply(*t, reinterpret_cast<int64_t>(g)));
+  });
+}
+
+int pstl_dist_all_gather_rows_autograd(void* g, const at::Tensor* t, at::Tensor** out,
+                                       char** err) {
+  return guarded(err, [&] {
+    *out = new at::Tensor(AllGatherRows::apply(*t, reinterpret_cast<int64_t>(g)));
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,223 @@
+//! One run directory, one job: the run lock, `--fresh` moving an old run aside, the
+//! clean-up before a resume (metrics cut back to the checkpoint, stale temporaries
+//! removed), the resume config check, and the stop signals of schedulers.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Exit status of a `pretrain` that stopped on SIGTERM, SIGINT or SIGUSR1 after writing
+/// its checkpoint (`EX_TEMPFAIL`: run the same command again to continue).
+pub const EXIT_INTERRUPTED: i32 = 75;
+
+/// The lock file inside a run directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive `flock` on `<run>/.lock`, held while the value lives (the kernel drops
+/// it when the process dies, so a killed job never leaves a stale lock).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    /// The locked run directory.
+    pub dir: PathBuf,
+}
+
+impl RunLock {
+    /// Lock `dir` (created if missing) or fail at once if another process holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // flock(2): exclusive, non-blocking; std's File::try_lock needs Rust 1.89.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc == 0 {
+            return Ok(RunLock {
+                _file: file,
+                dir: dir.to_path_buf(),
+            });
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            bail!(
+                "run directory {} is in use by another pstl process (lock {}); \
+                 wait for it to finish or choose another run.name",
+                dir.display(),
+                path.display()
+            );
+        }
+        Err(err).with_context(|| format!("locking {}", path.display()))
+    }
+}
+
+/// `--fresh`: rename a non-empty `dir` to `<dir>.old-<unix seconds>` (the old run is
+/// kept, never truncated); refuses while another process holds its lock.
+pub fn move_aside(dir: &Path) -> Result<Option<PathBuf>> {
+    let non_empty = std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if !non_empty {
+        return Ok(None);
+    }
+    let lock = RunLock::acquire(dir)?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut target = PathBuf::from(format!("{}.old-{secs}", dir.display()));
+    let mut i = 1;
+    while target.exists() {
+        target = PathBuf::from(format!("{}.old-{secs}-{i}", dir.display()));
+        i += 1;
+    }
+    std::fs::rename(dir, &target)
+        .with_context(|| format!("moving {} to {}", dir.display(), target.display()))?;
+    drop(lock);
+    Ok(Some(target))
+}
+
+/// Remove temporaries left in `dir` by a killed writer (`*.tmp`, `*.tmp.*`); call with the
+/// run lock held. Returns how many were removed.
+pub fn remove_stale_tmp(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(_) => return Ok(0),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if (name.ends_with(".tmp") || name.contains(".tmp.") || name.starts_with(".tmp"))
+            && entry.file_type().map(|t| t.is_file()).unwrap_or(false)
+        {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Keep the rows of `metrics.csv` up to `step` (and drop a half-written last line),
+/// rewriting the file atomically. Returns the rows kept.
+pub fn truncate_metrics(path: &Path, step: u64) -> Result<Vec<crate::train::MetricsRow>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let rows: Vec<crate::train::MetricsRow> = reader
+        .deserialize::<crate::train::MetricsRow>()
+        .map_while(|r| r.ok())
+        .filter(|r| r.step <= step)
+        .collect();
+    crate::io::atomic_write_with(path, |tmp| {
+        let mut w = csv::Writer::from_path(tmp)?;
+        for r in &rows {
+            w.serialize(r)?;
+        }
+        if rows.is_empty() {
+            w.write_record(METRICS_HEADER)?;
+        }
+        w.flush()?;
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+const METRICS_HEADER: [&str; 10] = [
+    "epoch",
+    "step",
+    "lr",
+    "loss",
+    "loss_matm",
+    "loss_csm",
+    "on_diag",
+    "off_diag",
+    "samples_per_s",
+    "seconds",
+];
+
+/// Config keys that do not change a run's result and may differ on resume.
+const FREE_KEYS: &[&str] = &[
+    "run.device",
+    "run.threads",
+    "run.dir",
+    "data.prefetch",
+    "data.memory_budget_mb",
+    "pretrain.log_every",
+    "pretrain.checkpoint_every",
+    "pretrain.checkpoint_minutes",
+    "pretrain.dist_timeout_s",
+];
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Keys whose values differ between the checkpoint's stored config (TOML) and `cfg`,
+/// as `key: stored -> current`, ignoring [`FREE_KEYS`] and `eval.*`.
+pub fn config_changes(stored: &str, cfg: &crate::config::Config) -> Result<Vec<String>> {
+    let stored: crate::config::Config = toml::from_str(stored)
+        .context("the checkpoint's stored config cannot be read by this pstl")?;
+    let mut a = BTreeMap::new();
+    let mut b = BTreeMap::new();
+    flatten("", &toml::Value::try_from(&stored)?, &mut a);
+    flatten("", &toml::Value::try_from(cfg)?, &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    Ok(keys
+        .into_iter()
+        .filter(|k| !k.starts_with("eval.") && !FREE_KEYS.contains(&k.as_str()))
+        .filter_map(|k| {
+            let (x, y) = (a.get(k), b.get(k));
+            (x != y).then(|| {
+                format!(
+                    "{k}: {} -> {}",
+                    x.map_or("(unset)", String::as_str),
+                    y.map_or("(unset)", String::as_str)
+                )
+            })
+        })
+        .collect())
+}
+
+/// Install SIGTERM, SIGINT and SIGUSR1 handlers that set the returned flag; a second
+/// SIGTERM or SIGINT while it is set ends the process at once (status 130).
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag))
+            .context("installing signal handlers")?;
+    }
+    for sig in [SIGTERM, SIGINT, SIGUSR1] {
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .context("installing signal handlers")?;
+    }
+    Ok(flag)
+}
