@@ -27,7 +27,7 @@ endif
 
 BIN := target/release/pstl
 
-.PHONY: setup build test pretrain bench fmt lint docker clean distclean
+.PHONY: setup build test pretrain bench bench-compare fmt lint docker clean distclean
 
 setup: $(STAMP) .hdf5-ok
 
@@ -60,6 +60,13 @@ pretrain: build
 
 bench: setup
 	$(CARGO) bench --locked
+
+# pstl's step vs the authors' step in PyTorch: loss equality, then A B A B timing.
+# Variables: CONFIG (default: the official NTU-60 size), STEPS, ROUNDS, THREADS,
+# DEVICE, PRECISION (pstl's), PY_PRECISION, SET="k=v ...".
+bench-compare: build
+	CONFIG=$(if $(filter configs/synthetic.toml,$(CONFIG)),configs/ntu60_xsub_joint.toml,$(CONFIG)) \
+	  BIN=$(BIN) PY=$(PY) bash scripts/bench_compare.sh
 
 fmt:
 	$(CARGO) fmt

@@ -287,9 +287,15 @@ pub struct BenchArgs {
     #[command(flatten)]
     /// Config (model size, batch size).
     pub cfg: ConfigOpts,
-    /// Timed steps (after 2 warm-up steps).
+    /// Timed steps (after the warm-up steps).
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Also write one step (weights, views, losses) for `benches/pytorch_step.py --check`.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub dump: Option<PathBuf>,
 }
 
 /// Resolve a config with the global overrides applied.

@@ -196,6 +196,9 @@ pub struct PretrainConfig {
     pub checkpoint_every: usize,
     /// Log a metrics row every N steps (and at the end of each epoch).
     pub log_every: usize,
+    /// Compute precision: `fp32`, `bf16` (fp32 master weights, fp32 loss) or `fp16`
+    /// (CUDA only, with a loss scaler).
+    pub precision: crate::model::Precision,
 }
 
 impl Default for PretrainConfig {
@@ -212,6 +215,7 @@ impl Default for PretrainConfig {
             mask_joint: 8,
             checkpoint_every: 10,
             log_every: 50,
+            precision: crate::model::Precision::Fp32,
         }
     }
 }

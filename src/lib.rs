@@ -8,6 +8,7 @@
 //! safetensors). [`config`] and [`cli`] hold the experiment files and the command line.
 
 pub mod augment;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;

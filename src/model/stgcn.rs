@@ -8,6 +8,7 @@
 
 use super::graph::{Graph, Layout};
 use super::init;
+use super::precision;
 use tch::{nn, Kind, Tensor};
 
 /// Encoder hyperparameters (`[model]` of the config).
@@ -80,6 +81,9 @@ pub struct StGcnBlock {
     dropout: f64,
     residual: Residual,
     out_channels: i64,
+    stride: i64,
+    pad: i64,
+    compute: Kind,
 }
 
 impl StGcnBlock {
@@ -131,6 +135,9 @@ impl StGcnBlock {
             dropout,
             residual,
             out_channels: cout,
+            stride,
+            pad: (kernel - 1) / 2,
+            compute: Kind::Float,
         }
     }
 
@@ -139,19 +146,35 @@ impl StGcnBlock {
         let res = match &self.residual {
             Residual::None => None,
             Residual::Identity => Some(x.shallow_clone()),
-            Residual::Conv { conv, bn } => Some(x.apply(conv).apply_t(bn.as_ref(), train)),
+            Residual::Conv { conv, bn } => Some(
+                precision::conv2d(x, conv, [self.stride, 1], [0, 0], self.compute)
+                    .apply_t(bn.as_ref(), train),
+            ),
         };
         // -1 for the batch: a traced module keeps its batch size free.
         let (_n, _c, t, v) = x.size4().expect("block input must be 4-d");
         let k = a.size()[0];
-        let y = x.apply(&self.gcn).view([-1, k, self.out_channels, t, v]);
-        let y = Tensor::einsum("nkctv,kvw->nctw", &[y, a.shallow_clone()], None::<i64>);
-        let y = y
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.tcn)
-            .apply_t(&self.bn2, train)
-            .dropout(self.dropout, train);
+        let y = precision::conv2d(x, &self.gcn, [1, 1], [0, 0], self.compute).view([
+            -1,
+            k,
+            self.out_channels,
+            t,
+            v,
+        ]);
+        let y = Tensor::einsum(
+            "nkctv,kvw->nctw",
+            &[y, a.to_kind(self.compute)],
+            None::<i64>,
+        );
+        let y = precision::conv2d(
+            &y.apply_t(&self.bn1, train).relu(),
+            &self.tcn,
+            [self.stride, 1],
+            [self.pad, 0],
+            self.compute,
+        )
+        .apply_t(&self.bn2, train)
+        .dropout(self.dropout, train);
         match res {
             Some(r) => (y + r).relu(),
             None => y.relu(),
@@ -169,6 +192,16 @@ pub struct StGcn {
     blocks: Vec<StGcnBlock>,
     num_joints: i64,
     in_channels: i64,
+}
+
+impl StGcn {
+    /// Compute the blocks in `kind` (fp32 weights cast on the fly; see
+    /// [`precision`]). The input BatchNorm and the output pooling stay fp32.
+    pub fn set_compute(&mut self, kind: Kind) {
+        for b in &mut self.blocks {
+            b.compute = kind;
+        }
+    }
 }
 
 impl StGcn {
