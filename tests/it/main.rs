@@ -8,6 +8,7 @@ mod data;
 mod eval;
 mod interop;
 mod model;
+mod perf;
 mod plot;
 mod synth;
 mod torchpt;
