@@ -141,6 +141,53 @@ impl StGcnBlock {
         }
     }
 
+    /// The graph convolution `sum_k A_k`-aggregated 1x1 convolution: `(N, C_in, T, V)`
+    /// -> `(N, C_out, T, V)`. Both orders are the same linear map; a widening block
+    /// (`C_in < C_out`) aggregates its `C_in` input channels with `A` first and then
+    /// applies the 1x1 convolution with the weight regrouped to `(C_out, K * C_in)`
+    /// (the bias becomes `b_kc * sum_v A_kvw`), which never forms the
+    /// `(N, K * C_out, T, V)` tensor; the others run the official order.
+    fn graph_conv(&self, x: &Tensor, a: &Tensor) -> Tensor {
+        // -1 for the batch: a traced module keeps its batch size free.
+        let (_n, cin, t, v) = x.size4().expect("block input must be 4-d");
+        let k = a.size()[0];
+        let cout = self.out_channels;
+        let kind = self.compute;
+        let a = a.to_kind(kind);
+        if cin >= cout {
+            let y = precision::conv2d(x, &self.gcn, [1, 1], [0, 0], kind).view([-1, k, cout, t, v]);
+            return Tensor::einsum("nkctv,kvw->nctw", &[y, a], None::<i64>);
+        }
+        let xa = Tensor::einsum(
+            "nitv,kvw->nkitw",
+            &[x.to_kind(kind), a.shallow_clone()],
+            None::<i64>,
+        )
+        .reshape([-1, k * cin, t, v]);
+        let w = self
+            .gcn
+            .ws
+            .view([k, cout, cin])
+            .permute([1, 0, 2])
+            .reshape([cout, k * cin, 1, 1])
+            .to_kind(kind);
+        let y = xa.conv2d(&w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+        match &self.gcn.bs {
+            Some(b) => {
+                let b = Tensor::einsum(
+                    "kc,kw->cw",
+                    &[
+                        b.view([k, cout]).to_kind(kind),
+                        a.sum_dim_intlist(1, false, kind),
+                    ],
+                    None::<i64>,
+                );
+                y + b.view([1, cout, 1, v])
+            }
+            None => y,
+        }
+    }
+
     /// `x`: `(N, C, T, V)`; `a`: `(K, V, V)` already multiplied by edge importance.
     pub fn forward(&self, x: &Tensor, a: &Tensor, train: bool) -> Tensor {
         let res = match &self.residual {
@@ -151,21 +198,7 @@ impl StGcnBlock {
                     .apply_t(bn.as_ref(), train),
             ),
         };
-        // -1 for the batch: a traced module keeps its batch size free.
-        let (_n, _c, t, v) = x.size4().expect("block input must be 4-d");
-        let k = a.size()[0];
-        let y = precision::conv2d(x, &self.gcn, [1, 1], [0, 0], self.compute).view([
-            -1,
-            k,
-            self.out_channels,
-            t,
-            v,
-        ]);
-        let y = Tensor::einsum(
-            "nkctv,kvw->nctw",
-            &[y, a.to_kind(self.compute)],
-            None::<i64>,
-        );
+        let y = self.graph_conv(x, a);
         let y = precision::conv2d(
             &y.apply_t(&self.bn1, train).relu(),
             &self.tcn,
