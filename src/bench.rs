@@ -220,3 +220,49 @@ pub fn dump_step(cfg: &Config, device: Device, path: &Path) -> Result<(f64, f64)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok((loss0, loss1))
 }
+
+/// Throughput of the training loader (`pstl bench --loader`).
+#[derive(Debug, Clone)]
+pub struct LoaderReport {
+    /// Whether the split was read into memory first.
+    pub in_memory: bool,
+    /// Samples delivered (as CPU tensors).
+    pub samples: usize,
+    /// Wall seconds, opening and the in-memory read included.
+    pub seconds: f64,
+}
+
+/// Shuffled batches of `data.path`'s train split for `epochs` epochs, from memory
+/// or straight from the file, each turned into the `(N, C, T, V, M)` tensor the
+/// step takes, with the configured prefetch.
+pub fn loader(cfg: &Config, in_memory: bool, epochs: usize) -> Result<LoaderReport> {
+    use crate::data::loader::{BatchLoader, LoaderOptions};
+    let t0 = Instant::now();
+    let store = crate::data::store::Store::open(&cfg.data.path)
+        .with_context(|| format!("opening data store {}", cfg.data.path.display()))?;
+    let loader = BatchLoader::new(
+        &store,
+        "train",
+        LoaderOptions {
+            batch_size: cfg.pretrain.batch_size,
+            shuffle: true,
+            seed: cfg.run.seed,
+            drop_last: false,
+            prefetch: cfg.data.prefetch,
+            memory_budget_bytes: if in_memory { usize::MAX } else { 0 },
+        },
+    )?;
+    let mut samples = 0;
+    for e in 0..epochs {
+        for batch in loader.epoch(e as u64) {
+            let b = batch?;
+            let x = crate::train::batch_tensor(&b.x, b.shape, Device::Cpu);
+            samples += x.size()[0] as usize;
+        }
+    }
+    Ok(LoaderReport {
+        in_memory: loader.in_memory(),
+        samples,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}

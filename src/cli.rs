@@ -296,6 +296,12 @@ pub struct BenchArgs {
     /// Also write one step (weights, views, losses) for `benches/pytorch_step.py --check`.
     #[arg(long, value_name = "FILE.safetensors")]
     pub dump: Option<PathBuf>,
+    /// Benchmark the loader on `data.path` instead (shuffled, from memory and from disk).
+    #[arg(long)]
+    pub loader: bool,
+    /// Epochs per loader measurement.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
 }
 
 /// Resolve a config with the global overrides applied.

@@ -361,6 +361,24 @@ fn summary(v: &serde_json::Value) -> String {
 /// Pretraining throughput on random batches, split by phase, with peak memory and
 /// achieved GFLOP/s; optionally one step dumped for the PyTorch check.
 fn bench(cfg: &Config, device: tch::Device, a: &crate::cli::BenchArgs) -> Result<()> {
+    if a.loader {
+        // Interleaved: memory, disk, memory, disk.
+        for in_memory in [true, false, true, false] {
+            let r = crate::bench::loader(cfg, in_memory, a.epochs)?;
+            println!(
+                "bench: loader {} ({}, batch {}, prefetch {}, {} threads): {} samples in {:.3} s, {:.0} samples/s",
+                if r.in_memory { "from memory" } else { "from disk" },
+                cfg.data.path.display(),
+                cfg.pretrain.batch_size,
+                cfg.data.prefetch,
+                rayon::current_num_threads(),
+                r.samples,
+                r.seconds,
+                r.samples as f64 / r.seconds
+            );
+        }
+        return Ok(());
+    }
     if let Some(path) = &a.dump {
         let (before, after) = crate::bench::dump_step(cfg, device, path)?;
         println!(

@@ -181,6 +181,10 @@ pub struct PretrainReport {
 impl Trainer {
     /// A fresh model on `device`, initialised from `run.seed`.
     pub fn new(cfg: &Config, device: Device) -> Self {
+        if device.is_cuda() {
+            // cuDNN picks the fastest algorithm per shape (the three views have three).
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
         tch::manual_seed(cfg.run.seed as i64);
         let vs = nn::VarStore::new(device);
         let layout = cfg.layout();
