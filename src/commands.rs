@@ -366,7 +366,7 @@ fn bench(cfg: &Config, device: tch::Device, a: &crate::cli::BenchArgs) -> Result
         for in_memory in [true, false, true, false] {
             let r = crate::bench::loader(cfg, in_memory, a.epochs)?;
             println!(
-                "bench: loader {} ({}, batch {}, prefetch {}, {} threads): {} samples in {:.3} s, {:.0} samples/s",
+                "bench: loader {} ({}, batch {}, prefetch {}, {} threads): {} samples in {:.3} s, {:.0} samples/s (open + read {:.2} s)",
                 if r.in_memory { "from memory" } else { "from disk" },
                 cfg.data.path.display(),
                 cfg.pretrain.batch_size,
@@ -374,7 +374,8 @@ fn bench(cfg: &Config, device: tch::Device, a: &crate::cli::BenchArgs) -> Result
                 rayon::current_num_threads(),
                 r.samples,
                 r.seconds,
-                r.samples as f64 / r.seconds
+                r.samples as f64 / r.seconds,
+                r.open_seconds
             );
         }
         return Ok(());

@@ -34,7 +34,7 @@ pub const SPLITS: [&str; 2] = ["train", "test"];
 
 /// Deflate level of new stores (with the shuffle filter), chosen by
 /// `cargo bench --bench store_filters` (README, "Measured").
-pub const DEFLATE_LEVEL: u8 = 4;
+pub const DEFLATE_LEVEL: u8 = 1;
 
 /// Rows per chunk of the `y` and `name` datasets.
 const LABEL_CHUNK: usize = 4096;
