@@ -44,7 +44,7 @@ pub fn projector_flops(feature: i64, dim: i64, n: i64) -> f64 {
 /// passes (the anchor projected once) and two Gram-form Barlow Twins losses.
 pub fn step_forward_flops(cfg: &Config, views: &Views) -> f64 {
     let enc = cfg.encoder();
-    let d = cfg.model.projector_dim as i64;
+    let d = cfg.model.projector_dim;
     let flops = |x: &Tensor, dropped: usize| {
         let s = x.size();
         encoder_flops(&enc, s[0], s[2], s[3] - dropped as i64, s[4])

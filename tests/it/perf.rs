@@ -133,11 +133,11 @@ fn loss_scaler_unscales_and_skips_non_finite_steps() {
     (&p * 8.0 * 2.0).sum(Kind::Float).backward();
     assert!(s.unscale(std::slice::from_ref(&p)));
     assert_eq!(Vec::<f32>::try_from(p.grad()).unwrap(), vec![2.0; 3]);
-    p.grad().zero_();
+    let _ = p.grad().zero_();
     (&p * 8.0 * 2.0).sum(Kind::Float).backward();
     assert!(s.unscale(std::slice::from_ref(&p)));
     assert_eq!(s.scale, 16.0, "two finite steps double the scale");
-    p.grad().zero_();
+    let _ = p.grad().zero_();
     (&p * f64::INFINITY).sum(Kind::Float).backward();
     assert!(
         !s.unscale(std::slice::from_ref(&p)),
