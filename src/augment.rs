@@ -1,11 +1,12 @@
 //! In-batch, on-device skeleton augmentations of PSTL's pretraining views (paper §3.2;
 //! AimCLR's feeder): shear, temporal crop with mirror padding, 3-axis rotation and
-//! left/right flip. Random numbers are drawn on the host from a seeded `StdRng` (so runs
+//! left/right flip. Random numbers are drawn on the host from a seeded `PstlRng` (so runs
 //! are reproducible on any device) and applied as small tensors on the data's device.
-//! Draws are per batch as in the authors' code, or per sample with `per_sample`.
+//! Draws are per batch as in the authors' code, or per sample with `per_sample`. They
+//! act on the stream (motion, bone) already computed, as the authors' do.
 
 use crate::model::Layout;
-use rand::rngs::StdRng;
+use crate::rng::PstlRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -24,7 +25,8 @@ pub struct AugmentConfig {
     pub rotate_other_deg: f64,
     /// Probability of the left/right flip.
     pub flip_prob: f64,
-    /// Draw every augmentation per sample instead of once per batch.
+    /// Draw every augmentation, and MATM's random frame drop, per sample instead of
+    /// once per batch (the authors' way).
     pub per_sample: bool,
 }
 
@@ -42,7 +44,7 @@ impl Default for AugmentConfig {
 }
 
 /// Apply all configured augmentations to a batch `(N, C, T, V, M)`.
-pub fn augment(x: &Tensor, cfg: &AugmentConfig, layout: &Layout, rng: &mut StdRng) -> Tensor {
+pub fn augment(x: &Tensor, cfg: &AugmentConfig, layout: &Layout, rng: &mut PstlRng) -> Tensor {
     let n = x.size()[0] as usize;
     let draws = if cfg.per_sample { n } else { 1 };
     let mut y = x.shallow_clone();
@@ -72,7 +74,7 @@ pub fn augment(x: &Tensor, cfg: &AugmentConfig, layout: &Layout, rng: &mut StdRn
 }
 
 /// A 3x3 shear matrix, row-major, 1 on the diagonal.
-pub fn shear_matrix(amp: f64, rng: &mut StdRng) -> [f64; 9] {
+pub fn shear_matrix(amp: f64, rng: &mut PstlRng) -> [f64; 9] {
     let mut s = [0.0; 9];
     for (i, v) in s.iter_mut().enumerate() {
         *v = if i % 4 == 0 {
@@ -86,7 +88,7 @@ pub fn shear_matrix(amp: f64, rng: &mut StdRng) -> [f64; 9] {
 
 /// `R = Rz · Ry · Rx` (x first, then y, then z) with one random main axis rotated by
 /// `U(0, main_deg)` and the others by `U(0, other_deg)`; row-major.
-pub fn rotation_matrix(main_deg: f64, other_deg: f64, rng: &mut StdRng) -> [f64; 9] {
+pub fn rotation_matrix(main_deg: f64, other_deg: f64, rng: &mut PstlRng) -> [f64; 9] {
     let main = rng.gen_range(0..3usize);
     let mut ang = [0.0f64; 3];
     for (axis, a) in ang.iter_mut().enumerate() {
@@ -134,7 +136,7 @@ pub fn apply_matrices(x: &Tensor, mats: &[[f64; 9]], transposed: bool) -> Tensor
 
 /// Mirror-pad `T / pad_ratio` frames at both ends and crop `T` frames from a random
 /// start in `[0, 2 * pad]` (one start, or one per sample when `draws == N`).
-pub fn temporal_crop(x: &Tensor, pad_ratio: i64, draws: usize, rng: &mut StdRng) -> Tensor {
+pub fn temporal_crop(x: &Tensor, pad_ratio: i64, draws: usize, rng: &mut PstlRng) -> Tensor {
     let size = x.size();
     let t = size[2];
     let pad = t / pad_ratio;

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::model::EncoderConfig;
-use crate::train::{pstl_views, views_losses, Trainer, Views};
+use crate::train::{pstl_views, views_losses, PstlViews as Views, Trainer};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;

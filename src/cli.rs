@@ -3,12 +3,13 @@
 use crate::config::Config;
 use crate::stream::Stream;
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 /// Self-supervised skeleton action representations with PSTL (AAAI 2023).
 #[derive(Debug, Parser)]
-#[command(name = "pstl", version, about, long_about = None, propagate_version = true)]
+#[command(name = "pstl", version, about, long_about = None, propagate_version = true,
+    after_help = "Examples:\n  pstl synth --out data/synthetic.h5\n  pstl pretrain --config configs/synthetic.toml\n  RUST_LOG=debug pstl --log-format json eval linear --config configs/synthetic.toml --checkpoint runs/synthetic/encoder.safetensors\n\nEnvironment: PSTL_DEVICE, PSTL_THREADS, PSTL_RUNS_DIR (see the options), RUST_LOG (log filter).")]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
@@ -22,14 +23,36 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalOpts {
     /// Compute device: auto (CUDA when available), cpu, cuda or cuda:N. Overrides run.device.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "PSTL_DEVICE")]
     pub device: Option<String>,
     /// CPU threads for libtorch and data preparation (0 = all cores). Overrides run.threads.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "PSTL_THREADS")]
     pub threads: Option<usize>,
     /// Random seed. Overrides run.seed.
     #[arg(long, global = true)]
     pub seed: Option<u64>,
+    /// Folder of the run directories. Overrides run.dir.
+    #[arg(long, global = true, env = "PSTL_RUNS_DIR", value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Log line format on stderr (RUST_LOG sets the filter, e.g. RUST_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
+    /// Fewer log lines (-q: warnings only, -qq: errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// More log lines (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the command's final summary as one JSON object on stdout (instead of text).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl GlobalOpts {
+    /// `-v` count minus `-q` count.
+    pub fn verbosity(&self) -> i8 {
+        self.verbose.min(3) as i8 - self.quiet.min(3) as i8
+    }
 }
 
 /// Experiment config options (`--config`, `--set`).
@@ -50,23 +73,124 @@ pub enum Command {
     #[command(subcommand)]
     Prepare(PrepareCmd),
     /// Write the built-in procedural skeleton action dataset (the default of `make pretrain`).
+    #[command(after_help = "Example:\n  pstl synth --out data/synthetic.h5 --classes 10 --seed 1")]
     Synth(SynthArgs),
     /// Self-supervised PSTL pretraining (anchor + MATM + CSM views, two Barlow Twins losses).
+    #[command(
+        after_help = "Example:\n  pstl pretrain --config configs/synthetic.toml --set pretrain.epochs=2"
+    )]
     Pretrain(PretrainArgs),
     /// Downstream evaluation of a pretrained encoder.
+    #[command(
+        after_help = "Example:\n  pstl eval linear --config configs/synthetic.toml --checkpoint runs/synthetic/encoder.safetensors"
+    )]
     Eval(EvalArgs),
     /// Eval-mode features (N, 256) of an .npy input (N, 3, T, 25, M).
+    #[command(
+        after_help = "Example:\n  pstl embed --checkpoint runs/synthetic/encoder.safetensors --input x.npy --output z.npy"
+    )]
     Embed(EmbedArgs),
-    /// Export an encoder as TorchScript, or as safetensors with the official PyTorch keys.
+    /// Export an encoder: TorchScript, official-key safetensors / .pt, or a hub directory.
+    #[command(
+        after_help = "Example:\n  pstl export --checkpoint runs/synthetic/encoder.safetensors --hub hub/pstl-synthetic"
+    )]
     Export(ExportArgs),
     /// Measure pretraining throughput (samples/s) on random batches.
+    #[command(
+        after_help = "Example:\n  pstl bench --config configs/ntu60_xsub_joint.toml --steps 2"
+    )]
     Bench(BenchArgs),
+    /// Markdown table of the results.json files under run folders, in the paper's layout
+    /// with the published figures and the differences.
+    Report(ReportArgs),
+    /// Print a shell completion script, or the man page (`man`), to stdout.
+    #[command(
+        after_help = "Examples:\n  pstl completions bash > /etc/bash_completion.d/pstl\n  pstl completions man > pstl.1"
+    )]
+    Completions {
+        /// Shell (bash, zsh, fish, elvish, powershell) or `man` for the roff man page.
+        #[arg(value_enum)]
+        shell: CompletionTarget,
+    },
+}
+
+/// Targets of `pstl completions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionTarget {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+    /// The man page (roff).
+    Man,
+}
+
+/// Write completions or the man page for `target` to `out`.
+pub fn write_completions(target: CompletionTarget, out: &mut dyn std::io::Write) -> Result<()> {
+    use clap_complete::Shell;
+    let mut cmd = Cli::command();
+    let shell = match target {
+        CompletionTarget::Bash => Shell::Bash,
+        CompletionTarget::Zsh => Shell::Zsh,
+        CompletionTarget::Fish => Shell::Fish,
+        CompletionTarget::Elvish => Shell::Elvish,
+        CompletionTarget::Powershell => Shell::PowerShell,
+        CompletionTarget::Man => {
+            return clap_mangen::Man::new(cmd)
+                .render(out)
+                .context("writing the man page");
+        }
+    };
+    clap_complete::generate(shell, &mut cmd, "pstl", out);
+    Ok(())
+}
+
+/// NTU benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NtuBenchmarkArg {
+    /// Cross-subject.
+    Xsub,
+    /// Cross-view (NTU-60).
+    Xview,
+    /// Cross-setup (NTU-120).
+    Xset,
+}
+
+/// NTU datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NtuDatasetArg {
+    /// NTU RGB+D 60 (setups 1-17).
+    Ntu60,
+    /// NTU RGB+D 120.
+    Ntu120,
+}
+
+/// The lower-case name of a value enum's variant (as typed on the command line).
+pub fn value_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// `pstl report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run folders (searched recursively for results.json) or results files.
+    #[arg(default_value = "runs")]
+    pub dirs: Vec<PathBuf>,
+    /// Write the Markdown here (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `pstl prepare ...`
 #[derive(Debug, Subcommand)]
 pub enum PrepareCmd {
     /// NTU RGB+D 60/120 `.skeleton` files: split by the official ids, AimCLR's frame-50 normalisation.
+    #[command(
+        after_help = "Example:\n  pstl prepare ntu --raw nturgb+d_skeletons --out data/ntu60_xsub.h5 --benchmark xsub"
+    )]
     Ntu {
         /// Folder with the .skeleton files.
         #[arg(long)]
@@ -75,11 +199,11 @@ pub enum PrepareCmd {
         #[arg(long)]
         out: PathBuf,
         /// Benchmark: xsub, xview (NTU-60) or xset (NTU-120).
-        #[arg(long, value_parser = ["xsub", "xview", "xset"])]
-        benchmark: String,
+        #[arg(long, value_enum)]
+        benchmark: NtuBenchmarkArg,
         /// Dataset: ntu60 (setups 1-17) or ntu120.
-        #[arg(long, default_value = "ntu60", value_parser = ["ntu60", "ntu120"])]
-        dataset: String,
+        #[arg(long, value_enum, default_value_t = NtuDatasetArg::Ntu60)]
+        dataset: NtuDatasetArg,
         /// File of sample names to exclude (the official missing-skeleton lists).
         #[arg(long)]
         ignore: Option<PathBuf>,
@@ -91,6 +215,9 @@ pub enum PrepareCmd {
         skip_bad: bool,
     },
     /// PKU-MMD: cut action instances from the skeleton videos by their label files.
+    #[command(
+        after_help = "Example:\n  pstl prepare pku --skeletons PKU/skeleton --labels PKU/label --split PKU/cross-subject.txt --out data/pku1.h5"
+    )]
     Pku {
         /// Folder of skeleton .txt files (one frame per line, 150 values).
         #[arg(long)]
@@ -105,7 +232,7 @@ pub enum PrepareCmd {
         #[arg(long)]
         out: PathBuf,
         /// PKU-MMD part (1 or 2).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
         part: u8,
         /// Frames after normalisation.
         #[arg(long, default_value_t = 50)]
@@ -115,6 +242,9 @@ pub enum PrepareCmd {
         skip_bad: bool,
     },
     /// Import AimCLR/PSTL `*_position.npy` + label `.pkl` files.
+    #[command(
+        after_help = "Example:\n  pstl prepare npy --train-data train_position.npy --train-labels train_label.pkl --test-data val_position.npy --test-labels val_label.pkl --out data/ntu60_xsub.h5"
+    )]
     Npy {
         /// Training data (N, 3, T, 25, M) float32 .npy.
         #[arg(long)]
@@ -192,7 +322,7 @@ pub enum Protocol {
     Transfer,
     /// Accuracy with joints missing at test time (body parts, k random joints).
     Robust,
-    /// Weighted sum of per-stream softmax scores.
+    /// Weighted sum of per-stream logits or softmax scores (eval.ensemble_mode).
     Ensemble,
 }
 
@@ -212,6 +342,10 @@ pub struct EvalArgs {
     /// `robust`: a classifier.safetensors from `linear` or `finetune`.
     #[arg(long)]
     pub classifier: Option<PathBuf>,
+    /// `robust`: also remove these body parts together, e.g. `--parts left_arm,right_leg`
+    /// (repeatable; parts: left_arm, right_arm, left_leg, right_leg, trunk).
+    #[arg(long, value_name = "PART,PART")]
+    pub parts: Vec<String>,
     /// `ensemble`: scores.npy of each stream (joint, motion, bone).
     #[arg(long, num_args = 1..)]
     pub scores: Vec<PathBuf>,
@@ -258,6 +392,13 @@ pub struct ExportArgs {
     /// Write a traced TorchScript module here.
     #[arg(long)]
     pub torchscript: Option<PathBuf>,
+    /// Write a hub directory here (model.safetensors, config.json, README.md model card)
+    /// for `pstl_torch.from_pretrained(DIR)`.
+    #[arg(long, value_name = "DIR")]
+    pub hub: Option<PathBuf>,
+    /// `--hub`: results.json files for the model card (default: those beside the checkpoint).
+    #[arg(long, value_name = "FILE")]
+    pub results: Vec<PathBuf>,
     /// Write safetensors with the official PyTorch state_dict keys here.
     #[arg(long)]
     pub safetensors: Option<PathBuf>,
@@ -304,19 +445,32 @@ pub struct BenchArgs {
     pub epochs: usize,
 }
 
-/// Resolve a config with the global overrides applied.
+/// Resolve a config with the global overrides applied; a bad value names the option
+/// it came from (`--set k=v`, `--device`, `--threads`, `--seed`).
 pub fn resolve_config(opts: &ConfigOpts, global: &GlobalOpts) -> Result<Config> {
-    let mut overrides = opts.overrides.clone();
+    let mut overrides: Vec<(String, String)> = opts
+        .overrides
+        .iter()
+        .map(|ov| (format!("--set {ov}"), ov.clone()))
+        .collect();
     if let Some(d) = &global.device {
-        overrides.push(format!("run.device=\"{d}\""));
+        let quoted = toml::Value::String(d.clone()).to_string();
+        overrides.push((format!("--device {d}"), format!("run.device={quoted}")));
     }
     if let Some(t) = global.threads {
-        overrides.push(format!("run.threads={t}"));
+        overrides.push((format!("--threads {t}"), format!("run.threads={t}")));
     }
     if let Some(s) = global.seed {
-        overrides.push(format!("run.seed={s}"));
+        overrides.push((format!("--seed {s}"), format!("run.seed={s}")));
     }
-    Ok(Config::load(opts.config.as_deref(), &overrides)?)
+    if let Some(d) = &global.runs_dir {
+        let d = toml::Value::String(d.display().to_string());
+        overrides.push((
+            format!("--runs-dir / PSTL_RUNS_DIR {d}"),
+            format!("run.dir={d}"),
+        ));
+    }
+    Ok(Config::load_labelled(opts.config.as_deref(), &overrides)?)
 }
 
 /// Create `dir`, and write the resolved config and the command line into it.
@@ -347,8 +501,31 @@ fn shell_join(args: &[String]) -> String {
         .join(" ")
 }
 
+/// An error and its causes on one line, `outer: cause: ...`, leaving out a cause whose
+/// text the line holds already (OS and HDF5 errors that quote their source).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// Parse and run.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
+    crate::logging::init(cli.global.log_format, cli.global.verbosity());
+    tracing::debug!(
+        "pstl {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        shell_join(&std::env::args().collect::<Vec<_>>())
+    );
     crate::commands::run(cli)
 }

@@ -11,15 +11,33 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Print a command's final summary on stdout: the text line, or with `--json` the
+/// summary as one JSON object (the text then goes to the log).
+pub fn report(g: &GlobalOpts, text: &str, v: serde_json::Value) {
+    if g.json {
+        tracing::info!("{text}");
+        println!("{v}");
+    } else {
+        println!("{text}");
+    }
+}
+
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let g = cli.global.clone();
+    if let Some(t) = g.threads {
+        let max = crate::config::max_threads();
+        if t > max {
+            bail!("--threads {t}: at most {max} (0 = all cores)");
+        }
+    }
     match cli.command {
         Command::Prepare(p) => {
             set_threads(g.threads.unwrap_or(0));
-            prepare(p)
+            prepare(p, &g)
         }
         Command::Synth(a) => {
+            check_synth_args(&a)?;
             set_threads(g.threads.unwrap_or(0));
             let opts = crate::data::synth::SynthOpts {
                 classes: a.classes,
@@ -28,19 +46,35 @@ pub fn run(cli: Cli) -> Result<()> {
                 seed: g.seed.unwrap_or(1),
                 frames: crate::data::FRAMES,
             };
-            write_synth(&a.out, &opts)
+            let v = write_synth(&a.out, &opts)?;
+            let text = format!(
+                "synth: {} classes, {} train / {} test samples written to {} in {:.1}s",
+                opts.classes,
+                v["train"],
+                v["test"],
+                a.out.display(),
+                v["seconds"].as_f64().unwrap_or(f64::NAN)
+            );
+            report(&g, &text, v);
+            Ok(())
         }
         Command::Pretrain(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
+            if a.resume {
+                crate::preflight::require_checkpoint(&cfg)?;
+            }
             let opts = crate::train::PretrainOptions {
                 resume: !a.fresh,
                 init: a.init,
                 stop_after: a.stop_after,
             };
-            run_pretrain(&cfg, &opts)
+            run_pretrain(&cfg, &opts, &g)
         }
         Command::Eval(a) => run_eval(a, &g),
         Command::Embed(a) => {
+            if a.batch_size == 0 {
+                bail!("--batch-size 0: must be at least 1");
+            }
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
             crate::export::embed(
@@ -53,15 +87,27 @@ pub fn run(cli: Cli) -> Result<()> {
                 a.batch_size,
                 device,
             )?;
-            println!("embed: features written to {}", a.output.display());
+            let text = format!("embed: features written to {}", a.output.display());
+            report(&g, &text, json!({"command": "embed", "output": a.output}));
             Ok(())
         }
         Command::Export(a) => {
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            if a.torchscript.is_none() && a.safetensors.is_none() && a.pt.is_none() {
-                bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors and/or --pt OUT.pt");
+            if a.torchscript.is_none()
+                && a.safetensors.is_none()
+                && a.pt.is_none()
+                && a.hub.is_none()
+            {
+                bail!("export: give --torchscript OUT.pt, --safetensors OUT.safetensors, --pt OUT.pt and/or --hub DIR");
             }
+            for (flag, v) in [("--frames", a.frames), ("--persons", a.persons)] {
+                if !(1..=100_000).contains(&v) {
+                    bail!("{flag} {v}: must be in 1..=100000");
+                }
+            }
+            let mut written = serde_json::Map::new();
+            let mut lines = Vec::new();
             if let Some(out) = &a.torchscript {
                 let opts = crate::export::ExportOptions {
                     frames: a.frames,
@@ -76,14 +122,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     &opts,
                     device,
                 )?;
-                println!(
+                written.insert("torchscript".into(), json!(out));
+                lines.push(format!(
                     "export: TorchScript written to {} (input (N, 3, {}, {}, {}) on {}, batch size free)",
                     out.display(),
                     a.frames,
                     cfg.layout().num_joints,
                     a.persons,
                     device_name(device)
-                );
+                ));
             }
             use crate::export::WeightFormat;
             let weights = [
@@ -99,15 +146,58 @@ pub fn run(cli: Cli) -> Result<()> {
                         out,
                         fmt,
                     )?;
-                    println!("export: official-key {what} written to {}", out.display());
+                    written.insert(what.into(), json!(out));
+                    lines.push(format!(
+                        "export: official-key {what} written to {}",
+                        out.display()
+                    ));
                 }
             }
+            if let Some(dir) = &a.hub {
+                let opts = crate::export::hub::HubOptions {
+                    frames: a.frames,
+                    persons: a.persons,
+                    stream: a.stream,
+                    results: a.results.clone(),
+                };
+                crate::export::hub::export_hub(
+                    &cfg,
+                    &a.checkpoint,
+                    a.classifier.as_deref(),
+                    dir,
+                    &opts,
+                )?;
+                written.insert("hub".into(), json!(dir));
+                lines.push(format!(
+                    "export: hub directory {} (model.safetensors, config.json, README.md)",
+                    dir.display()
+                ));
+            }
+            written.insert("command".into(), json!("export"));
+            report(&g, &lines.join("\n"), serde_json::Value::Object(written));
             Ok(())
         }
         Command::Bench(a) => {
+            if a.steps == 0 && a.dump.is_none() && !a.loader {
+                bail!("--steps 0: must be at least 1 (0 only with --dump)");
+            }
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            bench(&cfg, device, &a)
+            bench(&cfg, device, &a, &g)
+        }
+        Command::Completions { shell } => {
+            crate::cli::write_completions(shell, &mut std::io::stdout().lock())
+        }
+        Command::Report(a) => {
+            let md = crate::report::report(&a.dirs)?;
+            match &a.out {
+                Some(out) => {
+                    crate::io::atomic_write(out, md.as_bytes())?;
+                    println!("report: written to {}", out.display());
+                }
+                None => print!("{md}"),
+            }
+            Ok(())
         }
     }
 }
@@ -118,7 +208,7 @@ fn setup(cfg: &Config) -> Result<tch::Device> {
     resolve_device(&cfg.run.device)
 }
 
-fn prepare(p: PrepareCmd) -> Result<()> {
+fn prepare(p: PrepareCmd, g: &GlobalOpts) -> Result<()> {
     use crate::data::prepare;
     let progress = crate::progress::Progress::is_terminal();
     let report = match p {
@@ -133,8 +223,8 @@ fn prepare(p: PrepareCmd) -> Result<()> {
         } => prepare::prepare_ntu(&prepare::PrepareNtuOpts {
             raw,
             out,
-            benchmark,
-            dataset,
+            benchmark: crate::cli::value_name(&benchmark),
+            dataset: crate::cli::value_name(&dataset),
             ignore,
             frames,
             skip_bad,
@@ -176,7 +266,10 @@ fn prepare(p: PrepareCmd) -> Result<()> {
             benchmark,
         })?,
     };
-    println!(
+    for (file, why) in &report.skipped {
+        tracing::warn!("skipped {file}: {why}");
+    }
+    let text = format!(
         "prepare: {} file(s), {} parsed, {} ignored, {} skipped; {} train / {} test samples in {:.1}s ({:.0} files/s)",
         report.files,
         report.parsed,
@@ -187,14 +280,34 @@ fn prepare(p: PrepareCmd) -> Result<()> {
         report.seconds,
         report.files_per_sec
     );
-    for (file, why) in &report.skipped {
-        eprintln!("skipped {file}: {why}");
+    let v = json!({
+        "command": "prepare", "files": report.files, "parsed": report.parsed,
+        "ignored": report.ignored, "skipped": report.skipped.len(), "train": report.train,
+        "test": report.test, "seconds": report.seconds, "files_per_sec": report.files_per_sec,
+    });
+    crate::commands::report(g, &text, v);
+    Ok(())
+}
+
+/// `synth` flags: class count within the generator's, at least one sample per class.
+fn check_synth_args(a: &crate::cli::SynthArgs) -> Result<()> {
+    use crate::data::synth::MAX_CLASSES;
+    if !(1..=MAX_CLASSES).contains(&a.classes) {
+        bail!("--classes {}: must be in 1..={MAX_CLASSES}", a.classes);
+    }
+    for (flag, v) in [
+        ("--train-per-class", a.train_per_class),
+        ("--test-per-class", a.test_per_class),
+    ] {
+        if !(1..=1_000_000).contains(&v) {
+            bail!("{flag} {v}: must be in 1..=1000000");
+        }
     }
     Ok(())
 }
 
-/// Generate the synthetic dataset into an HDF5 store.
-pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<()> {
+/// Generate the synthetic dataset into an HDF5 store; returns the summary.
+pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     let (train, test) = crate::data::synth::generate(opts);
     let meta = StoreMeta::new(
@@ -212,21 +325,20 @@ pub fn write_synth(out: &Path, opts: &crate::data::synth::SynthOpts) -> Result<(
     let (ntrain, ntest) = (train.y.len(), test.y.len());
     write_store(out, &meta, &to_split(train), &to_split(test))
         .with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "synth: {} classes, {ntrain} train / {ntest} test samples written to {} in {:.1}s",
-        opts.classes,
-        out.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(json!({
+        "command": "synth", "classes": opts.classes, "train": ntrain, "test": ntest,
+        "out": out, "seconds": t0.elapsed().as_secs_f64(),
+    }))
 }
 
 /// `pstl pretrain`: data (synthetic if configured and missing), training, and the
 /// linear probe against a random-init encoder when `eval.after_pretrain` is set.
-pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Result<()> {
+pub fn run_pretrain(
+    cfg: &Config,
+    opts: &crate::train::PretrainOptions,
+    g: &GlobalOpts,
+) -> Result<()> {
     let run_dir = cfg.run.dir.join(&cfg.run.name);
-    crate::cli::prepare_run_dir(&run_dir, cfg)?;
-    let device = setup(cfg)?;
     if !cfg.data.path.exists() {
         if !cfg.data.synth.create_if_missing {
             bail!(
@@ -246,7 +358,14 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
             },
         )?;
     }
-    eprintln!(
+    // Every check before the run directory is touched.
+    let start = crate::preflight::check_pretrain(cfg, &run_dir, opts)?;
+    if let crate::preflight::Start::Complete(epoch) = start {
+        return finished_run(cfg, &run_dir, epoch, g);
+    }
+    crate::cli::prepare_run_dir(&run_dir, cfg)?;
+    let device = setup(cfg)?;
+    tracing::info!(
         "pretrain: run {} on {} with {} thread(s), data {}",
         run_dir.display(),
         device_name(device),
@@ -254,62 +373,158 @@ pub fn run_pretrain(cfg: &Config, opts: &crate::train::PretrainOptions) -> Resul
         cfg.data.path.display()
     );
     let report = pretrain(cfg, device, &run_dir, opts)?;
-    println!(
+    let mut text = format!(
         "pretrain: {} epoch(s) in {:.1}s, final loss {:.4}, encoder {}",
         report.epochs_run,
         report.seconds,
         report.final_loss,
         report.encoder.display()
     );
+    let mut v = json!({
+        "command": "pretrain", "epochs_run": report.epochs_run,
+        "epochs_done": report.epochs_done, "seconds": report.seconds,
+        "final_loss": report.final_loss, "encoder": report.encoder,
+    });
     if report.epochs_done < cfg.pretrain.epochs {
-        println!(
-            "pretrain: stopped after epoch {}; continue with --resume",
+        text += &format!(
+            "\npretrain: stopped after epoch {}; continue with --resume",
             report.epochs_done
         );
+        crate::commands::report(g, &text, v);
         return Ok(());
     }
     if cfg.eval.after_pretrain {
-        let data = crate::eval::load_data(cfg)?;
-        let t0 = Instant::now();
-        let trained_out = EvalOutput::new(&run_dir.join("eval-linear"))?;
-        let trained =
-            crate::eval::linear_with_data(cfg, Some(&report.encoder), device, &trained_out, &data)?;
-        let random_out = EvalOutput::new(&run_dir.join("eval-linear-random-init"))?;
-        let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
-        let results = json!({
-            "linear_top1": trained["top1_last"],
-            "linear_top1_best": trained["top1_best"],
-            "random_init_linear_top1": random["top1_last"],
-            "random_init_linear_top1_best": random["top1_best"],
-            "final_loss": report.final_loss,
-            "pretrain_seconds": report.seconds,
-            "probe_seconds": t0.elapsed().as_secs_f64(),
-            "encoder": report.encoder.display().to_string(),
-        });
-        crate::io::atomic_write(
-            &run_dir.join("results.json"),
-            serde_json::to_string_pretty(&results)?.as_bytes(),
+        let (probe_text, results) = probe_after_pretrain(
+            cfg,
+            device,
+            &run_dir,
+            &report.encoder,
+            report.final_loss,
+            Some(report.seconds),
         )?;
-        println!(
-            "linear probe top-1: PSTL {:.2}% vs random-init {:.2}% (results in {})",
-            trained["top1_last"].as_f64().unwrap_or(f64::NAN),
-            random["top1_last"].as_f64().unwrap_or(f64::NAN),
-            run_dir.join("results.json").display()
-        );
+        text += &probe_text;
+        v["results"] = results;
     }
+    crate::commands::report(g, &text, v);
     Ok(())
 }
 
+/// A rerun of a finished run: nothing is trained and nothing rewritten; only a missing
+/// `results.json` (a run killed during the probe) is made, from the logged final loss.
+fn finished_run(cfg: &Config, run_dir: &Path, epoch: usize, g: &GlobalOpts) -> Result<()> {
+    let mut text = format!(
+        "pretrain: run {} is complete ({epoch} of {} epochs); nothing to train. \
+         Add --fresh to start over, or raise pretrain.epochs to continue.",
+        run_dir.display(),
+        cfg.pretrain.epochs
+    );
+    let mut v = json!({"command": "pretrain", "epochs_run": 0, "epochs_done": epoch});
+    let results = run_dir.join("results.json");
+    if !cfg.eval.after_pretrain || results.exists() {
+        if results.exists() {
+            text += &format!("\npretrain: results in {}", results.display());
+        }
+        report(g, &text, v);
+        return Ok(());
+    }
+    let metrics = crate::train::read_metrics(&run_dir.join("metrics.csv")).unwrap_or_default();
+    let final_loss = metrics.last().map_or(f64::NAN, |r| r.loss);
+    let device = setup(cfg)?;
+    let encoder = run_dir.join("encoder.safetensors");
+    let (probe_text, results) =
+        probe_after_pretrain(cfg, device, run_dir, &encoder, final_loss, None)?;
+    text += &probe_text;
+    v["results"] = results;
+    report(g, &text, v);
+    Ok(())
+}
+
+/// The linear probe on the pretrained and on a random-init encoder; `results.json`.
+fn probe_after_pretrain(
+    cfg: &Config,
+    device: tch::Device,
+    run_dir: &Path,
+    encoder: &Path,
+    final_loss: f64,
+    pretrain_seconds: Option<f64>,
+) -> Result<(String, serde_json::Value)> {
+    let data = crate::eval::load_data(cfg)?;
+    let t0 = Instant::now();
+    let names = crate::data::classes::for_store(&cfg.data.path);
+    let trained_out =
+        EvalOutput::new(&run_dir.join("eval-linear"))?.with_class_names(names.clone());
+    let trained = crate::eval::linear_with_data(cfg, Some(encoder), device, &trained_out, &data)?;
+    let random_out =
+        EvalOutput::new(&run_dir.join("eval-linear-random-init"))?.with_class_names(names);
+    let random = crate::eval::linear_with_data(cfg, None, device, &random_out, &data)?;
+    // k-NN on eval-mode features: one forward pass over both splits per encoder.
+    let knn = |ckpt: Option<&Path>| -> Result<Vec<f64>> {
+        let (_vs, enc) = crate::eval::load_encoder(cfg, ckpt, device)?;
+        let (tr, te) = crate::eval::split_features(&enc, &data, cfg, device)?;
+        Ok(crate::eval::knn_accuracy(
+            &tr,
+            &data.train_y,
+            &te,
+            &data.test_y,
+            data.num_classes,
+            &cfg.eval.knn_k,
+        ))
+    };
+    let (knn_trained, knn_random) = (knn(Some(encoder))?, knn(None)?);
+    let results = json!({
+        "linear_top1": trained["top1_last"],
+        "linear_top1_best": trained["top1_best"],
+        "random_init_linear_top1": random["top1_last"],
+        "random_init_linear_top1_best": random["top1_best"],
+        "knn_k": cfg.eval.knn_k,
+        "knn_top1": knn_trained,
+        "random_init_knn_top1": knn_random,
+        "final_loss": final_loss,
+        "pretrain_seconds": pretrain_seconds,
+        "probe_seconds": t0.elapsed().as_secs_f64(),
+        "encoder": encoder.display().to_string(),
+    });
+    crate::io::atomic_write(
+        &run_dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let mut text = format!(
+        "\nlinear probe top-1 (per-sample, last / best epoch of {}): PSTL {:.2}% / {:.2}% vs random-init {:.2}% / {:.2}%",
+        cfg.eval.linear_epochs,
+        f(&trained, "top1_last"),
+        f(&trained, "top1_best"),
+        f(&random, "top1_last"),
+        f(&random, "top1_best"),
+    );
+    let ks: Vec<String> = cfg.eval.knn_k.iter().map(|k| k.to_string()).collect();
+    let pct = |v: &[f64]| {
+        v.iter()
+            .map(|a| format!("{a:.2}%"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    text += &format!(
+        "\nk-NN top-1 (cosine, k = {}): PSTL {} vs random-init {} (results in {})",
+        ks.join(" / "),
+        pct(&knn_trained),
+        pct(&knn_random),
+        run_dir.join("results.json").display()
+    );
+    Ok((text, results))
+}
+
 fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
-    let cfg = crate::cli::resolve_config(&a.cfg, g)?;
+    let mut cfg = crate::cli::resolve_config(&a.cfg, g)?;
+    cfg.eval.robust_part_sets.extend(a.parts.iter().cloned());
     let device = setup(&cfg)?;
     let name = format!("{:?}", a.protocol).to_lowercase();
     let dir: PathBuf = a
         .out
         .clone()
         .unwrap_or_else(|| cfg.run.dir.join(&cfg.run.name).join(format!("eval-{name}")));
-    crate::cli::prepare_run_dir(&dir, &cfg)?;
-    let out = EvalOutput::new(&dir)?;
+    let out =
+        EvalOutput::new(&dir)?.with_class_names(crate::data::classes::for_store(&cfg.data.path));
     let ckpt = a.checkpoint.as_deref();
     let v = match a.protocol {
         Protocol::Linear => crate::eval::linear(&cfg, ckpt, device, &out)?,
@@ -327,40 +542,73 @@ fn run_eval(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
             crate::eval::ensemble(&cfg, &a.scores, &weights, &out)?
         }
     };
-    println!(
+    // Written once the protocol succeeded: a failed command leaves the old one.
+    crate::cli::prepare_run_dir(&dir, &cfg)?;
+    let text = format!(
         "eval {name}: {} (details in {})",
         summary(&v),
         dir.join("results.json").display()
     );
+    let mut out = serde_json::Map::new();
+    out.insert("command".into(), json!("eval"));
+    out.insert("protocol".into(), json!(name));
+    out.insert("results".into(), json!(dir.join("results.json")));
+    if let Some(obj) = v.as_object() {
+        out.extend(
+            obj.iter()
+                .filter(|(k, _)| *k != "config")
+                .map(|(k, x)| (k.clone(), x.clone())),
+        );
+    }
+    report(g, &text, serde_json::Value::Object(out));
     Ok(())
 }
 
-/// The figures of a results object on one line.
+/// The figures of a results object on one line, each named by what it is: top-1 of
+/// the best epoch (the paper's figure) and of the last, both per-sample.
 fn summary(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let num = |x: Option<&Value>| x.and_then(Value::as_f64);
+    let trained = |o: &Value| -> Option<String> {
+        let best = num(o.get("top1_best"))?;
+        let last = num(o.get("top1_last")).unwrap_or(f64::NAN);
+        Some(format!(
+            "top-1 {best:.2} best epoch / {last:.2} last epoch (per-sample)"
+        ))
+    };
     let mut parts = Vec::new();
-    if let Some(obj) = v.as_object() {
-        for (k, val) in obj {
-            if k.starts_with("top") || k.starts_with("semi") || k == "linear" || k == "finetune" {
-                match val {
-                    serde_json::Value::Number(n) => {
-                        parts.push(format!("{k}={:.2}", n.as_f64().unwrap_or(f64::NAN)))
-                    }
-                    serde_json::Value::Object(o) => {
-                        if let Some(t) = o.get("top1_last").and_then(|x| x.as_f64()) {
-                            parts.push(format!("{k}.top1_last={t:.2}"));
-                        }
-                    }
-                    _ => {}
-                }
+    if let Some(t) = trained(v) {
+        parts.push(t);
+    }
+    let Some(obj) = v.as_object() else {
+        return String::new();
+    };
+    for (k, val) in obj {
+        let plain = k.starts_with("top1_k") || k == "top1" || k == "top5" || k == "top1_full";
+        if plain {
+            if let Some(n) = val.as_f64() {
+                parts.push(format!("{k}={n:.2}"));
+            }
+        } else if k.starts_with("semi") || k == "linear" || k == "finetune" {
+            if let Some(t) = trained(val) {
+                parts.push(format!("{k}: {t}"));
             }
         }
     }
-    parts.join(" ")
+    if let Some(mode) = obj.get("mode").and_then(Value::as_str) {
+        parts.push(format!("(ensemble of {mode})"));
+    }
+    parts.join("; ")
 }
 
 /// Pretraining throughput on random batches, split by phase, with peak memory and
 /// achieved GFLOP/s; optionally one step dumped for the PyTorch check.
-fn bench(cfg: &Config, device: tch::Device, a: &crate::cli::BenchArgs) -> Result<()> {
+fn bench(
+    cfg: &Config,
+    device: tch::Device,
+    a: &crate::cli::BenchArgs,
+    g: &GlobalOpts,
+) -> Result<()> {
     if a.loader {
         // Interleaved: memory, disk, memory, disk.
         for in_memory in [true, false, true, false] {
@@ -392,7 +640,7 @@ fn bench(cfg: &Config, device: tch::Device, a: &crate::cli::BenchArgs) -> Result
     }
     let r = crate::bench::run(cfg, device, a.steps, a.warmup)?;
     let per = |s: f64| 1e3 * s / r.steps as f64;
-    println!(
+    let text = format!(
         "bench: {} steps of batch {} on {} ({} threads, projector {}, {}): {:.3} s/step, {:.2} samples/s, {:.1} GFLOP/s (last loss {:.3})",
         r.steps,
         r.batch,
@@ -405,19 +653,32 @@ fn bench(cfg: &Config, device: tch::Device, a: &crate::cli::BenchArgs) -> Result
         r.gflops(),
         r.last_loss
     );
-    println!(
-        "bench: per step: views (augment + masks) {:.1} ms, forward {:.1} ms, backward {:.1} ms, optimizer {:.1} ms; {:.1} GFLOP/step",
-        per(r.split.views),
-        per(r.split.forward),
-        per(r.split.backward),
-        per(r.split.optimizer),
-        r.flops / r.steps as f64 / 1e9
-    );
     let mem = match (device, r.peak_rss) {
         (tch::Device::Cpu, Some(b)) => format!("{:.0} MiB peak RSS", b as f64 / 1048576.0),
         _ => "n/a (tch exposes no CUDA allocator statistics)".into(),
     };
-    println!("bench: memory: {mem}");
-    println!("RESULT samples_per_s={:.4}", r.samples_per_s());
+    let v = json!({
+        "command": "bench", "steps": r.steps, "batch_size": r.batch, "device": device_name(device),
+        "threads": tch::get_num_threads(), "precision": cfg.pretrain.precision.name(),
+        "seconds_per_step": r.seconds / r.steps as f64,
+        "samples_per_sec": r.samples_per_s(), "gflops_per_sec": r.gflops(),
+        "flops_per_step": r.flops / r.steps as f64, "last_loss": r.last_loss,
+        "split_ms": {"views": per(r.split.views), "forward": per(r.split.forward),
+                     "backward": per(r.split.backward), "optimizer": per(r.split.optimizer)},
+        "peak_rss_bytes": r.peak_rss,
+    });
+    report(g, &text, v);
+    if !g.json {
+        println!(
+            "bench: per step: views (augment + masks) {:.1} ms, forward {:.1} ms, backward {:.1} ms, optimizer {:.1} ms; {:.1} GFLOP/step",
+            per(r.split.views),
+            per(r.split.forward),
+            per(r.split.backward),
+            per(r.split.optimizer),
+            r.flops / r.steps as f64 / 1e9
+        );
+        println!("bench: memory: {mem}");
+        println!("RESULT samples_per_s={:.4}", r.samples_per_s());
+    }
     Ok(())
 }

@@ -176,7 +176,7 @@ pub enum Schedule {
 pub struct PretrainConfig {
     /// Epochs (150).
     pub epochs: usize,
-    /// Batch size (128); the last partial batch is kept.
+    /// Batch size (128); the last partial batch is kept unless it holds one sample.
     pub batch_size: usize,
     /// Peak learning rate (5e-3).
     pub lr: f64,
@@ -228,7 +228,8 @@ pub struct EvalConfig {
     pub linear_epochs: usize,
     /// Linear probe learning rate (0.01), cosine-annealed.
     pub linear_lr: f64,
-    /// Fine-tune epochs.
+    /// Fine-tune and semi-supervised epochs, and the cosine's length (150, the
+    /// authors' `ft_epoch`).
     pub finetune_epochs: usize,
     /// Fine-tune learning rate (5e-3), cosine-annealed.
     pub finetune_lr: f64,
@@ -240,16 +241,36 @@ pub struct EvalConfig {
     pub knn_k: Vec<usize>,
     /// Label fractions (percent) of the semi-supervised protocol.
     pub semi_percents: Vec<f64>,
+    /// Take at least one labelled sample of every class even where
+    /// `round(p * count)` (Python's half-to-even, as the authors) is 0. Off by default.
+    pub semi_min_one: bool,
     /// Largest number of random joints removed by `robust`.
     pub robust_max_k: usize,
     /// Random draws per k in `robust`.
     pub robust_draws: usize,
+    /// Extra `robust` rows, each several body parts removed at once, written as
+    /// comma-separated part names (e.g. `"left_arm,right_leg"`), as the authors'
+    /// `get_ignore_part` can.
+    pub robust_part_sets: Vec<String>,
     /// Augment the fine-tune inputs with the pretraining augmentations.
     pub finetune_augment: bool,
-    /// Weights of the 3-stream ensemble (joint, motion, bone).
+    /// How the 3-stream ensemble combines scores: `logits` (raw logits, AimCLR's
+    /// `ensemble_*.py`, the only public 3-stream script) or `softmax`.
+    pub ensemble_mode: EnsembleMode,
+    /// Weights of the 3-stream ensemble (joint, motion, bone); AimCLR's 0.6 / 0.4 / 0.6.
     pub ensemble_weights: Vec<f64>,
     /// Run the linear probe at the end of `pretrain` (and on a random-init encoder).
     pub after_pretrain: bool,
+}
+
+/// `eval.ensemble_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EnsembleMode {
+    /// Weighted sum of raw logits (AimCLR's `ensemble_ntu_cs.py` and siblings).
+    Logits,
+    /// Weighted sum of per-stream softmax probabilities.
+    Softmax,
 }
 
 impl Default for EvalConfig {
@@ -257,16 +278,19 @@ impl Default for EvalConfig {
         EvalConfig {
             linear_epochs: 150,
             linear_lr: 0.01,
-            finetune_epochs: 100,
+            finetune_epochs: 150,
             finetune_lr: 5e-3,
             weight_decay: 0.0,
             batch_size: 128,
             knn_k: vec![1, 10, 20],
             semi_percents: vec![1.0, 10.0],
+            semi_min_one: false,
             robust_max_k: 10,
             robust_draws: 5,
+            robust_part_sets: Vec::new(),
             finetune_augment: false,
-            ensemble_weights: vec![1.0, 1.0, 1.0],
+            ensemble_mode: EnsembleMode::Logits,
+            ensemble_weights: vec![0.6, 0.4, 0.6],
             after_pretrain: false,
         }
     }
@@ -293,8 +317,22 @@ pub struct Config {
 impl Config {
     /// Load `path` (or the defaults when `None`), apply `section.key=value` overrides,
     /// and validate. Relative `data.path` and `run.dir` stay relative to the working
-    /// directory (the project root for `make`).
+    /// directory (the project root for `make`). An error names the file, or the
+    /// `--set` that brought the bad value in.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+        let labelled: Vec<(String, String)> = overrides
+            .iter()
+            .map(|ov| (format!("--set {ov}"), ov.clone()))
+            .collect();
+        Config::load_labelled(path, &labelled)
+    }
+
+    /// [`Config::load`] with overrides given as `(label, section.key=value)`: errors
+    /// about an override name its label (`--set k=v`, `--device cuda:9`, ...).
+    pub fn load_labelled(
+        path: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         let (label, mut value) = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -309,143 +347,332 @@ impl Config {
             }
             None => ("<defaults>".to_string(), toml::Table::new()),
         };
-        for ov in overrides {
-            apply_override(&mut value, ov).map_err(|message| ConfigError::Parse {
-                path: format!("--set {ov}"),
+        let parse = |value: &toml::Table, label: &str| -> Result<Config, ConfigError> {
+            toml::Value::Table(value.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: label.to_string(),
+                    message: one_line(&e.to_string()),
+                })
+        };
+        // Each source is checked as it is added, so a type error names its source.
+        let mut cfg = parse(&value, &label)?;
+        // Which source set each key last (for range errors found after the merge).
+        let mut origin: Vec<(String, String)> = Vec::new();
+        for (ov_label, ov) in overrides {
+            let key = apply_override(&mut value, ov).map_err(|message| ConfigError::Parse {
+                path: ov_label.clone(),
                 message,
             })?;
+            cfg = parse(&value, ov_label)?;
+            origin.push((key, ov_label.clone()));
         }
-        let cfg: Config = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: label.clone(),
-                message: one_line(&e.to_string()),
-            })?;
-        cfg.validate(&label)?;
+        cfg.validate(&label).map_err(|e| match e {
+            ConfigError::Invalid {
+                key, value, why, ..
+            } => {
+                let path = origin
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == key)
+                    .map_or(label.clone(), |(_, l)| l.clone());
+                ConfigError::Invalid {
+                    path,
+                    key,
+                    value,
+                    why,
+                }
+            }
+            other => other,
+        })?;
         Ok(cfg)
     }
 
-    /// Range checks that serde cannot express.
+    /// Range checks that serde cannot express, every key of every section, before any
+    /// work starts. Checks that need the data (frames, joints) are in
+    /// [`Config::validate_data`].
     pub fn validate(&self, label: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, value: String, why: &str| {
-            Err(ConfigError::Invalid {
-                path: label.to_string(),
-                key: key.into(),
-                value,
-                why: why.into(),
-            })
-        };
-        if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {
-            return bad(
-                "run.name",
-                self.run.name.clone(),
-                "must be a non-empty file name",
-            );
-        }
-        if crate::device::parse_device(&self.run.device).is_err() {
-            return bad(
-                "run.device",
-                self.run.device.clone(),
-                "expected auto, cpu, cuda or cuda:N",
-            );
-        }
-        if crate::model::Layout::by_name(&self.model.layout).is_none() {
-            return bad(
-                "model.layout",
-                self.model.layout.clone(),
-                "known layouts: ntu25",
-            );
-        }
-        let p = &self.pretrain;
-        if p.epochs == 0 {
-            return bad(
-                "pretrain.epochs",
-                p.epochs.to_string(),
-                "must be at least 1",
-            );
-        }
-        if p.batch_size < 2 {
-            return bad(
-                "pretrain.batch_size",
-                p.batch_size.to_string(),
-                "must be at least 2 (batch norm)",
-            );
-        }
-        if !(p.lr.is_finite() && p.lr > 0.0) {
-            return bad("pretrain.lr", p.lr.to_string(), "must be a positive number");
-        }
-        if !(p.weight_decay.is_finite() && p.weight_decay >= 0.0) {
-            return bad(
-                "pretrain.weight_decay",
-                p.weight_decay.to_string(),
-                "must be >= 0",
-            );
-        }
-        if p.mask_frame < 0 {
-            return bad(
-                "pretrain.mask_frame",
-                p.mask_frame.to_string(),
-                "must be >= 0",
-            );
-        }
-        if p.log_every == 0 {
-            return bad("pretrain.log_every", "0".into(), "must be at least 1");
-        }
-        if p.checkpoint_every == 0 {
-            return bad(
-                "pretrain.checkpoint_every",
-                "0".into(),
-                "must be at least 1",
-            );
-        }
+        let mut c = Checker { label, err: None };
+        self.check_run(&mut c);
+        self.check_model(&mut c);
+        self.check_pretrain(&mut c);
+        self.check_eval(&mut c);
+        c.err.map_or(Ok(()), Err)
+    }
+
+    fn check_run(&self, c: &mut Checker) {
+        let r = &self.run;
+        c.check(
+            "run.name",
+            &r.name,
+            !r.name.is_empty() && !r.name.contains(['/', '\\']) && r.name != ".." && r.name != ".",
+            "must be a non-empty file name",
+        );
+        c.check(
+            "run.device",
+            &r.device,
+            crate::device::parse_device(&r.device).is_ok(),
+            "expected auto, cpu, cuda or cuda:N",
+        );
+        let max = max_threads();
+        c.check(
+            "run.threads",
+            r.threads,
+            r.threads <= max,
+            &format!("at most {max} (0 = all cores)"),
+        );
+        let d = &self.data;
+        c.check(
+            "data.path",
+            d.path.display(),
+            !d.path.as_os_str().is_empty(),
+            "must not be empty",
+        );
+        c.check(
+            "data.memory_budget_mb",
+            d.memory_budget_mb,
+            d.memory_budget_mb <= 1 << 30,
+            "at most 2^30 MiB",
+        );
+        let s = &d.synth;
+        c.check(
+            "data.synth.classes",
+            s.classes,
+            (1..=crate::data::synth::MAX_CLASSES).contains(&s.classes),
+            &format!("must be in 1..={}", crate::data::synth::MAX_CLASSES),
+        );
+        c.check(
+            "data.synth.train_per_class",
+            s.train_per_class,
+            s.train_per_class >= 1,
+            "must be at least 1",
+        );
+        c.check(
+            "data.synth.test_per_class",
+            s.test_per_class,
+            s.test_per_class >= 1,
+            "must be at least 1",
+        );
+    }
+
+    fn check_model(&self, c: &mut Checker) {
         let m = &self.model;
-        if m.projector_dim < 1 || m.feature_dim < 1 || m.base_channels < 1 {
-            return bad(
-                "model.projector_dim",
-                m.projector_dim.to_string(),
-                "dimensions must be positive",
+        c.check(
+            "model.layout",
+            &m.layout,
+            crate::model::Layout::by_name(&m.layout).is_some(),
+            "known layouts: ntu25",
+        );
+        for (key, v) in [
+            ("model.base_channels", m.base_channels),
+            ("model.feature_dim", m.feature_dim),
+            ("model.projector_dim", m.projector_dim),
+        ] {
+            c.check(key, v, (1..=1 << 20).contains(&v), "must be in 1..=2^20");
+        }
+        c.check(
+            "model.temporal_kernel",
+            m.temporal_kernel,
+            m.temporal_kernel >= 1 && m.temporal_kernel % 2 == 1 && m.temporal_kernel <= 99,
+            "must be odd, in 1..=99 (the padding keeps T)",
+        );
+        c.check(
+            "model.dropout",
+            m.dropout,
+            (0.0..1.0).contains(&m.dropout),
+            "must be in [0, 1)",
+        );
+        let a = &self.augment;
+        c.check(
+            "augment.shear_amp",
+            a.shear_amp,
+            a.shear_amp.is_finite() && a.shear_amp >= 0.0,
+            "must be >= 0 (0 disables)",
+        );
+        c.check(
+            "augment.pad_ratio",
+            a.pad_ratio,
+            a.pad_ratio >= 0,
+            "must be >= 0 (0 disables)",
+        );
+        for (key, v) in [
+            ("augment.rotate_main_deg", a.rotate_main_deg),
+            ("augment.rotate_other_deg", a.rotate_other_deg),
+        ] {
+            c.check(
+                key,
+                v,
+                v.is_finite() && (0.0..=360.0).contains(&v),
+                "must be in [0, 360]",
             );
         }
-        if !(0.0..1.0).contains(&m.dropout) {
-            return bad("model.dropout", m.dropout.to_string(), "must be in [0, 1)");
-        }
-        if !(0.0..=1.0).contains(&self.augment.flip_prob) {
-            return bad(
-                "augment.flip_prob",
-                self.augment.flip_prob.to_string(),
-                "must be in [0, 1]",
-            );
-        }
+        c.check(
+            "augment.flip_prob",
+            a.flip_prob,
+            (0.0..=1.0).contains(&a.flip_prob),
+            "must be in [0, 1]",
+        );
+    }
+
+    fn check_pretrain(&self, c: &mut Checker) {
+        let p = &self.pretrain;
+        c.check(
+            "pretrain.epochs",
+            p.epochs,
+            p.epochs >= 1,
+            "must be at least 1",
+        );
+        c.check(
+            "pretrain.batch_size",
+            p.batch_size,
+            p.batch_size >= 2,
+            "must be at least 2 (batch norm)",
+        );
+        c.check(
+            "pretrain.lr",
+            p.lr,
+            p.lr.is_finite() && p.lr > 0.0,
+            "must be a positive number",
+        );
+        c.check(
+            "pretrain.weight_decay",
+            p.weight_decay,
+            p.weight_decay.is_finite() && p.weight_decay >= 0.0,
+            "must be >= 0",
+        );
+        c.check(
+            "pretrain.lambda",
+            p.lambda,
+            p.lambda.is_finite() && p.lambda > 0.0,
+            "must be a positive number",
+        );
+        c.check(
+            "pretrain.mask_frame",
+            p.mask_frame,
+            p.mask_frame >= 0,
+            "must be >= 0 (0 disables MATM)",
+        );
+        let joints = self.layout().num_joints;
+        c.check(
+            "pretrain.mask_joint",
+            p.mask_joint,
+            p.mask_joint < joints,
+            &format!("must leave a joint: at most {} of {joints}", joints - 1),
+        );
+        c.check(
+            "pretrain.log_every",
+            p.log_every,
+            p.log_every >= 1,
+            "must be at least 1",
+        );
+        c.check(
+            "pretrain.checkpoint_every",
+            p.checkpoint_every,
+            p.checkpoint_every >= 1,
+            "must be at least 1",
+        );
+    }
+
+    fn check_eval(&self, c: &mut Checker) {
         let e = &self.eval;
-        if e.batch_size < 2 {
-            return bad(
-                "eval.batch_size",
-                e.batch_size.to_string(),
-                "must be at least 2",
+        c.check(
+            "eval.linear_epochs",
+            e.linear_epochs,
+            e.linear_epochs >= 1,
+            "must be at least 1",
+        );
+        c.check(
+            "eval.finetune_epochs",
+            e.finetune_epochs,
+            e.finetune_epochs >= 1,
+            "must be at least 1",
+        );
+        for (key, v) in [
+            ("eval.linear_lr", e.linear_lr),
+            ("eval.finetune_lr", e.finetune_lr),
+        ] {
+            c.check(
+                key,
+                v,
+                v.is_finite() && v > 0.0,
+                "must be a positive number",
             );
         }
-        if e.knn_k.contains(&0) {
-            return bad(
-                "eval.knn_k",
-                format!("{:?}", e.knn_k),
-                "every k must be >= 1",
-            );
-        }
-        if e.semi_percents.iter().any(|&p| !(p > 0.0 && p <= 100.0)) {
-            return bad(
-                "eval.semi_percents",
-                format!("{:?}", e.semi_percents),
-                "percents must be in (0, 100]",
-            );
-        }
-        if e.ensemble_weights.len() != 3 {
-            return bad(
-                "eval.ensemble_weights",
-                format!("{:?}", e.ensemble_weights),
-                "need 3 weights (joint, motion, bone)",
-            );
-        }
-        Ok(())
+        c.check(
+            "eval.weight_decay",
+            e.weight_decay,
+            e.weight_decay.is_finite() && e.weight_decay >= 0.0,
+            "must be >= 0",
+        );
+        c.check(
+            "eval.batch_size",
+            e.batch_size,
+            e.batch_size >= 2,
+            "must be at least 2",
+        );
+        c.check(
+            "eval.knn_k",
+            format!("{:?}", e.knn_k),
+            !e.knn_k.is_empty() && !e.knn_k.contains(&0),
+            "every k must be >= 1",
+        );
+        c.check(
+            "eval.semi_percents",
+            format!("{:?}", e.semi_percents),
+            e.semi_percents.iter().all(|&p| p > 0.0 && p <= 100.0),
+            "percents must be in (0, 100]",
+        );
+        let joints = self.layout().num_joints;
+        c.check(
+            "eval.robust_max_k",
+            e.robust_max_k,
+            e.robust_max_k < joints,
+            &format!("must leave a joint: at most {}", joints - 1),
+        );
+        c.check(
+            "eval.robust_draws",
+            e.robust_draws,
+            e.robust_draws >= 1,
+            "must be at least 1",
+        );
+        let w = &e.ensemble_weights;
+        c.check(
+            "eval.ensemble_weights",
+            format!("{w:?}"),
+            w.len() == 3 && check_weights(w).is_ok(),
+            "need 3 finite weights >= 0, not all 0 (joint, motion, bone)",
+        );
+    }
+
+    /// Checks that need the data: MATM must leave frames (`T > 2 * mask_frame`), CSM and
+    /// `robust` must leave joints. `store` names the data in the message.
+    pub fn validate_data(
+        &self,
+        store: &str,
+        frames: usize,
+        joints: usize,
+    ) -> Result<(), ConfigError> {
+        let mut c = Checker {
+            label: store,
+            err: None,
+        };
+        let m = self.pretrain.mask_frame.max(0) as usize;
+        c.check(
+            "pretrain.mask_frame",
+            m,
+            frames > m.saturating_mul(2),
+            &format!(
+                "MATM drops 2 x {m} frames but the samples have {frames}: use at most {}",
+                frames.saturating_sub(1) / 2
+            ),
+        );
+        c.check(
+            "pretrain.mask_joint",
+            self.pretrain.mask_joint,
+            self.pretrain.mask_joint < joints,
+            &format!("the data has {joints} joints"),
+        );
+        c.err.map_or(Ok(()), Err)
     }
 
     /// The encoder hyperparameters.
@@ -472,6 +699,42 @@ impl Config {
     }
 }
 
+/// Collects the first range error (the key, its value and what is allowed).
+struct Checker<'a> {
+    label: &'a str,
+    err: Option<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn check(&mut self, key: &str, value: impl std::fmt::Display, ok: bool, why: &str) {
+        if !ok && self.err.is_none() {
+            self.err = Some(ConfigError::Invalid {
+                path: self.label.to_string(),
+                key: key.into(),
+                value: value.to_string(),
+                why: why.into(),
+            });
+        }
+    }
+}
+
+/// Ensemble weights: finite, non-negative, not all zero.
+pub fn check_weights(w: &[f64]) -> Result<(), String> {
+    if let Some(x) = w.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
+        return Err(format!("weight {x} is not a finite number >= 0"));
+    }
+    if w.iter().all(|&x| x == 0.0) {
+        return Err("all weights are 0".into());
+    }
+    Ok(())
+}
+
+/// Largest accepted thread count (libgomp fails far above; a fixed bound keeps a config
+/// valid on every machine).
+pub fn max_threads() -> usize {
+    1024
+}
+
 fn one_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
@@ -480,8 +743,9 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
-/// Apply `section.key=value` (value parsed as TOML, else taken as a string).
-fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
+/// Apply `section.key=value` (value parsed as TOML, else taken as a string); returns
+/// the key.
+fn apply_override(table: &mut toml::Table, ov: &str) -> Result<String, String> {
     let (key, raw) = ov
         .split_once('=')
         .ok_or_else(|| format!("expected section.key=value, got `{ov}`"))?;
@@ -504,5 +768,5 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
             .ok_or_else(|| format!("`{part}` in `{key}` is not a section"))?;
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
+    Ok(key.to_string())
 }

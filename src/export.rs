@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{nn::Module, CModule, Device, Kind, Tensor};
 
+pub mod hub;
+
 /// Options of `pstl export`.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -99,7 +101,7 @@ pub fn export_weights(
             &fc_out,
             &crate::checkpoint::state_dict(&ex.fc_vs, "fc.", "fc.", 0),
         )?;
-        eprintln!("classifier written to {}", fc_out.display());
+        tracing::info!("classifier written to {}", fc_out.display());
     }
     Ok(())
 }
@@ -127,11 +129,35 @@ pub fn embed(
             layout.num_joints
         );
     }
+    if shape[0] == 0 || shape[2] == 0 || shape[4] == 0 {
+        bail!("{}: shape {shape:?} holds no sample", input.display());
+    }
+    let per_sample = data.len() / shape[0];
+    if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: sample {} holds a non-finite value ({})",
+            input.display(),
+            k / per_sample,
+            data[k]
+        );
+    }
     if let Some(&j) = drop.iter().find(|&&j| j >= layout.num_joints) {
         bail!(
             "--drop-joints: joint {j} does not exist (layout has {} joints)",
             layout.num_joints
         );
+    }
+    let mut distinct = drop.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() >= layout.num_joints {
+        bail!(
+            "--drop-joints: all {} joints removed; leave at least one",
+            layout.num_joints
+        );
+    }
+    if batch == 0 {
+        bail!("--batch-size 0: must be at least 1");
     }
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     let x = Tensor::from_slice(&data).view(dims.as_slice());
@@ -139,6 +165,7 @@ pub fn embed(
     let z = features(&enc, &x, stream, &layout, drop, batch, device)
         .to_device(Device::Cpu)
         .contiguous();
+    crate::eval::check_finite(&z, "features")?;
     let out_shape: Vec<usize> = z.size().iter().map(|&d| d as usize).collect();
     let flat: Vec<f32> = Vec::try_from(z.flatten(0, -1))?;
     crate::data::npy::write_npy_f32(output, &flat, &out_shape)?;

@@ -5,7 +5,8 @@
 //! The modules mirror the pipeline: [`data`] (parsers, HDF5 store, synthetic set) →
 //! [`augment`] / [`masking`] / [`stream`] (views) → [`model`] (ST-GCN, Barlow Twins) →
 //! [`train`] (pretraining) → [`eval`] (downstream protocols) → [`export`] (TorchScript,
-//! safetensors). [`config`] and [`cli`] hold the experiment files and the command line.
+//! safetensors); [`report`] sets the results beside the paper's. [`config`] and [`cli`]
+//! hold the experiment files and the command line.
 
 pub mod augment;
 pub mod bench;
@@ -18,11 +19,16 @@ pub mod device;
 pub mod eval;
 pub mod export;
 pub mod io;
+pub mod logging;
 pub mod masking;
 pub mod model;
 pub mod optim;
+pub mod pickle;
 pub mod plot;
+pub mod preflight;
 pub mod progress;
+pub mod report;
+pub mod rng;
 pub mod stream;
 pub mod torchpt;
 pub mod train;

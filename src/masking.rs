@@ -1,16 +1,16 @@
 //! PSTL's two partial views (paper §3.3): central spatial masking (CSM, joints drawn
 //! with probability proportional to their degree and removed inside the encoder) and
 //! motion-attention temporal masking (MATM, the `m` fastest frames dropped, then `m`
-//! more at random).
+//! more at random, one draw per batch as the authors do).
 
 use crate::model::Layout;
-use rand::rngs::StdRng;
+use crate::rng::PstlRng;
 use rand::seq::SliceRandom;
 use tch::{Kind, Tensor};
 
 /// Draw `k` entries without replacement from the degree-weighted joint list (a joint
 /// appears `deg(j)` times), as the authors do: the result may contain duplicates.
-pub fn csm_draw(layout: &Layout, k: usize, rng: &mut StdRng) -> Vec<usize> {
+pub fn csm_draw(layout: &Layout, k: usize, rng: &mut PstlRng) -> Vec<usize> {
     let pool: Vec<usize> = layout
         .degrees()
         .iter()
@@ -31,9 +31,17 @@ pub fn motion_score(x: &Tensor) -> Tensor {
         .mean_dim([1i64, 3, 4].as_slice(), false, Kind::Float)
 }
 
-/// MATM: keep the `T - m` frames of lowest motion in time order, then drop `m` of
-/// those uniformly at random (per sample). Output `(N, C, T - 2m, V, M)`.
-pub fn matm(x: &Tensor, m: i64, rng: &mut StdRng) -> Tensor {
+/// MATM as the authors run it: keep the `T - m` frames of lowest motion in time
+/// order, then drop `m` of those at random, with one draw for the whole batch
+/// (`random.sample` once in YujieOuO/PSTL `model.py`, `motion_att_temp_mask`): every
+/// sample keeps the same positions of its own slow frames. Output `(N, C, T - 2m, V, M)`.
+pub fn matm(x: &Tensor, m: i64, rng: &mut PstlRng) -> Tensor {
+    matm_with(x, m, false, rng)
+}
+
+/// [`matm`] with the random second drop drawn once per batch (`per_sample == false`,
+/// the authors' way) or once per sample (`augment.per_sample`).
+pub fn matm_with(x: &Tensor, m: i64, per_sample: bool, rng: &mut PstlRng) -> Tensor {
     let size = x.size();
     let (n, t) = (size[0], size[2]);
     assert!(
@@ -45,15 +53,19 @@ pub fn matm(x: &Tensor, m: i64, rng: &mut StdRng) -> Tensor {
     // Indices of the T - m slowest frames, put back in time order.
     let (_, slow) = score.topk(t - m, 1, false, true);
     let (slow, _) = slow.sort(1, false);
-    // Random T - 2m of the T - m kept positions, sorted, per sample.
+    // Random T - 2m of the T - m kept positions, sorted: one draw, or one per sample.
     let keep = (t - 2 * m) as usize;
-    let mut pos = Vec::with_capacity(n as usize * keep);
     let all: Vec<i64> = (0..t - m).collect();
-    for _ in 0..n {
+    let mut draw = || {
         let mut chosen: Vec<i64> = all.choose_multiple(rng, keep).copied().collect();
         chosen.sort_unstable();
-        pos.extend(chosen);
-    }
+        chosen
+    };
+    let pos: Vec<i64> = if per_sample {
+        (0..n).flat_map(|_| draw()).collect()
+    } else {
+        draw().repeat(n as usize)
+    };
     let pos = Tensor::from_slice(&pos)
         .view([n, keep as i64])
         .to_device(x.device());

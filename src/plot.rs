@@ -1,23 +1,20 @@
 //! PNG plots of training curves, per-class scores and confusion matrices.
 //!
-//! Rendering uses `plotters`' bitmap backend with its `ab_glyph` text renderer, which
-//! needs a font registered at run time: the first plot looks for DejaVu Sans
-//! (`/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf`, then any `DejaVuSans*.ttf`
-//! below `/usr/share/fonts`) and registers it as `"sans-serif"`. When no font file
-//! is found the plots are still drawn, only without any text (no title, axis
-//! labels, tick labels or legend).
+//! Rendering uses `plotters`' bitmap backend with its `ab_glyph` text renderer and
+//! DejaVu Sans, embedded in the binary (`assets/DejaVuSans.ttf`, license beside it), so
+//! plots carry their text on any machine. Should registering it ever fail, the plots
+//! are still drawn, only without text.
 //!
-//! Every plot is written atomically: it is rendered to `<path>.<pid>.tmp.png` in the
-//! same folder (the encoder picks PNG from the last extension) and then renamed onto
-//! `path`, so a reader never sees a half-written file; the temporary file is removed
-//! when anything fails.
+//! Every plot is written atomically: it is rendered to a temporary `.tmp.png` file in
+//! the same folder (the encoder picks PNG from the last extension) and then renamed
+//! onto `path`, so a reader never sees a half-written file; the temporary file is
+//! removed when anything fails.
 //!
 //! Non-finite values (NaN, ±inf) are skipped, empty inputs give an empty frame, and
 //! degenerate ranges (a single point, constant values) are padded.
 
-use std::ffi::OsString;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Context, Result};
@@ -30,10 +27,8 @@ use plotters::style::{register_font, FontStyle};
 
 /// Font family name the plots register and use.
 const FONT: &str = "sans-serif";
-/// The font looked for first.
-const FONT_FILE: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-/// Folder searched (recursively, a few levels deep) when `FONT_FILE` is missing.
-const FONT_DIR: &str = "/usr/share/fonts";
+/// DejaVu Sans (Bitstream Vera license, `assets/DejaVuSans.LICENSE`).
+const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 const LINE_SIZE: (u32, u32) = (800, 500);
 const BAR_SIZE: (u32, u32) = (800, 500);
@@ -127,9 +122,21 @@ pub fn confusion_plot(
     matrix: &[Vec<u64>],
     normalise_rows: bool,
 ) -> Result<()> {
+    confusion_plot_named(path, title, matrix, normalise_rows, &[])
+}
+
+/// [`confusion_plot`] with class names: the y axis reads `index name` (names shortened
+/// to 20 characters) when `names` is not empty; the x axis keeps the indices.
+pub fn confusion_plot_named(
+    path: &Path,
+    title: &str,
+    matrix: &[Vec<u64>],
+    normalise_rows: bool,
+    names: &[String],
+) -> Result<()> {
     let text = fonts_ready();
     write_atomic(path, CONFUSION_SIZE, |root| {
-        render_confusion(root, title, matrix, normalise_rows, text)
+        render_confusion(root, title, matrix, normalise_rows, names, text)
     })
     .with_context(|| format!("confusion plot {}", path.display()))
 }
@@ -137,97 +144,31 @@ pub fn confusion_plot(
 // ---------------------------------------------------------------------------------
 // Fonts and atomic output
 
-/// Registers the font once per process; `true` when text can be drawn.
+/// Registers the embedded font once per process; `true` when text can be drawn.
 fn fonts_ready() -> bool {
     static READY: OnceLock<bool> = OnceLock::new();
-    *READY.get_or_init(|| {
-        for candidate in font_candidates() {
-            let Ok(bytes) = std::fs::read(&candidate) else {
-                continue;
-            };
-            // `register_font` keeps a reference for the life of the process.
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            if register_font(FONT, FontStyle::Normal, bytes).is_ok() {
-                return true;
-            }
-        }
-        false
-    })
+    *READY.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok())
 }
 
-/// Font files to try, best first.
-fn font_candidates() -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    collect_fonts(Path::new(FONT_DIR), 4, &mut found);
-    // Plain DejaVu Sans first, then its condensed/bold/... variants, Mono last.
-    found.sort_by_key(|p| {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let rank = if name == "DejaVuSans.ttf" {
-            0
-        } else if name.starts_with("DejaVuSansMono") {
-            2
-        } else {
-            1
-        };
-        (rank, name.to_owned())
-    });
-    let mut out = vec![PathBuf::from(FONT_FILE)];
-    out.extend(found.into_iter().filter(|p| p != Path::new(FONT_FILE)));
-    out
-}
-
-fn collect_fonts(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if depth > 0 {
-                collect_fonts(&path, depth - 1, out);
-            }
-        } else if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("DejaVuSans") && n.ends_with(".ttf"))
-        {
-            out.push(path);
-        }
-    }
-}
-
-/// `<path>.<pid>.tmp.png`, next to `path`.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = OsString::from(path.as_os_str());
-    name.push(format!(".{}.tmp.png", std::process::id()));
-    PathBuf::from(name)
-}
-
-/// Renders with `draw` onto a white `size` canvas saved at the temporary path, then
-/// renames it onto `path`; removes the temporary file on any failure.
+/// Renders with `draw` onto a white `size` canvas saved at a temporary path beside
+/// `path` ([`crate::io::temp_beside`]; the folder must exist), then moves it onto `path`.
 fn write_atomic<F>(path: &Path, size: (u32, u32), draw: F) -> Result<()>
 where
     F: FnOnce(&Root) -> Result<()>,
 {
-    let tmp = temp_path(path);
-    let rendered = (|| -> Result<()> {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+    let tmp = crate::io::temp_beside(path)?;
+    {
+        let root = BitMapBackend::new(tmp.path(), size).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         draw(&root)?;
         root.present()
             .map_err(plot_err)
-            .with_context(|| format!("writing {}", tmp.display()))
-        // `root` is dropped here; on an early error the backend's drop may still
-        // write the temporary file, which the caller below removes.
-    })();
-    let result = rendered.and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+            .with_context(|| format!("writing {}", tmp.path().display()))?;
     }
-    result
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming the temporary file to {}", path.display()))?;
+    Ok(())
 }
 
 /// Plotters' error types carry the backend error; keep just its message.
@@ -565,6 +506,7 @@ fn render_confusion(
     title: &str,
     matrix: &[Vec<u64>],
     normalise_rows: bool,
+    names: &[String],
     text: bool,
 ) -> Result<()> {
     let rows = matrix.len();
@@ -592,7 +534,7 @@ fn render_confusion(
         builder
             .caption(title, (FONT, CAPTION_PT))
             .x_label_area_size(55)
-            .y_label_area_size(60);
+            .y_label_area_size(if names.is_empty() { 60 } else { 190 });
     }
     // Cell (t, p) is centred on (p, ny - 1 - t): the first row is drawn on top.
     let mut chart = builder
@@ -606,7 +548,13 @@ fn render_confusion(
     };
     let y_fmt = |v: &f64| {
         slot_index(*v, ny)
-            .map(|i| (ny - 1 - i).to_string())
+            .map(|i| {
+                let t = ny - 1 - i;
+                match names.get(t) {
+                    Some(name) => format!("{t} {}", shorten(name, 20)),
+                    None => t.to_string(),
+                }
+            })
             .unwrap_or_default()
     };
     let ticks = nx.max(ny) <= CONFUSION_MAX_TICKS;
@@ -848,6 +796,7 @@ mod tests {
     //! The no-font path cannot be reached from outside once a font is registered,
     //! so it is exercised here through the renderers directly.
     use super::*;
+    use std::path::PathBuf;
 
     fn scratch_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("pstl-plot-unit-{}", std::process::id()));
@@ -878,7 +827,7 @@ mod tests {
         let p = dir.join("cm.png");
         let m = vec![vec![3, 1], vec![0, 4]];
         write_atomic(&p, CONFUSION_SIZE, |r| {
-            render_confusion(r, "t", &m, true, false)
+            render_confusion(r, "t", &m, true, &[], false)
         })
         .unwrap();
         assert!(p.exists());

@@ -1,12 +1,15 @@
-//! Progress reporting: an indicatif bar on a terminal; otherwise (logs, CI, batch jobs)
-//! optional plain lines at every tenth of the work.
+//! Progress reporting: a bar on a terminal (a `tracing` span drawn by
+//! `tracing-indicatif`, so log lines print above it); otherwise (logs, CI, batch jobs)
+//! optional plain log lines at every tenth of the work.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use std::io::IsTerminal;
+use tracing::Span;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 /// A progress bar, or plain log lines when stderr is not a terminal.
 pub struct Progress {
-    bar: Option<ProgressBar>,
+    span: Span,
     prefix: String,
     len: u64,
     pos: u64,
@@ -25,30 +28,27 @@ impl Progress {
         Self::build(prefix, len, false)
     }
 
-    /// A bar of `len` steps; off a terminal, a plain line at every tenth.
+    /// A bar of `len` steps; off a terminal, a plain log line at every tenth.
     pub fn with_plain_lines(prefix: &str, len: u64) -> Self {
         Self::build(prefix, len, true)
     }
 
     fn build(prefix: &str, len: u64, plain: bool) -> Self {
-        let bar = Self::is_terminal().then(|| {
-            let bar = ProgressBar::new(len);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(prefix.to_string());
-            bar
-        });
+        let span = tracing::info_span!("progress", task = prefix);
+        if let Ok(style) =
+            ProgressStyle::with_template("[{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
+        {
+            span.pb_set_style(&style.progress_chars("=> "));
+        }
+        span.pb_set_length(len);
+        span.pb_set_message(prefix);
+        span.pb_start();
         Progress {
-            bar,
+            span,
             prefix: prefix.to_string(),
             len,
             pos: 0,
-            plain,
+            plain: plain && !Self::is_terminal(),
             msg: String::new(),
         }
     }
@@ -57,27 +57,20 @@ impl Progress {
     pub fn inc(&mut self, n: u64) {
         let before = self.pos * 10 / self.len.max(1);
         self.pos += n;
-        match &self.bar {
-            Some(b) => b.inc(n),
-            None if self.plain && self.pos * 10 / self.len.max(1) > before => {
-                eprintln!("{}: {}/{} {}", self.prefix, self.pos, self.len, self.msg);
-            }
-            None => {}
+        self.span.pb_inc(n);
+        if self.plain && self.pos * 10 / self.len.max(1) > before {
+            tracing::info!("{}: {}/{} {}", self.prefix, self.pos, self.len, self.msg);
         }
     }
 
     /// Set the trailing message.
     pub fn set_message(&mut self, msg: String) {
-        if let Some(b) = &self.bar {
-            b.set_message(msg.clone());
-        }
+        self.span.pb_set_message(&format!("{} {msg}", self.prefix));
         self.msg = msg;
     }
 
-    /// Finish and leave the bar on screen.
+    /// Finish: the bar disappears.
     pub fn finish(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish();
-        }
+        self.span = Span::none();
     }
 }

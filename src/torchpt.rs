@@ -9,25 +9,25 @@
 //! that is exactly how the PSTL authors' checkpoints are saved. This module therefore
 //! reads and writes such files without libtorch:
 //!
-//! * [`read_state_dict`] opens the zip (crate `zip`), runs a small pickle virtual machine
-//!   that understands the opcodes `torch.save` emits (protocol 2, and the protocol 3–5
-//!   framing opcodes), and accepts only a (possibly ordered) `dict` of tensors: any other
+//! * [`read_state_dict`] opens the zip (crate `zip`), runs pstl's one pickle virtual
+//!   machine ([`crate::pickle`]) with the meaning of torch's storages and
+//!   `_rebuild_tensor*` calls, and accepts only a (possibly ordered) `dict` of tensors: any other
 //!   callable — e.g. a pickled `nn.Module` — is rejected, so nothing is ever executed.
 //!   Strided views and storage offsets are gathered into contiguous buffers; tensors that
 //!   share a storage each get their own copy.
-//! * [`write_state_dict`] writes the zip by hand (stored entries, every record 64-byte
+//! * [`write_state_dict`] writes the zip with the `zip` crate (stored entries, every record 64-byte
 //!   aligned like torch's own writer) holding an `OrderedDict` of `_rebuild_tensor_v2`
 //!   calls, which `torch.load(path, weights_only=True)` accepts. The file appears
-//!   atomically (temporary name in the same folder, then rename).
+//!   atomically ([`crate::io::temp_beside`], then persist).
 //!
 //! Tensor data is always contiguous, C order, little-endian ([`PtTensor`]).
 
+use crate::pickle::{self, Describe, Objects, VmResult};
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Element type of a tensor (the dtypes a state_dict of this project can hold).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -246,9 +246,8 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, PtTensor)>, PtError> 
     let pkl = read_record_opt(&mut archive, &pkl_name, path)?
         .ok_or_else(|| format_err(format!("no '{pkl_name}' record: not a torch.save archive")))?;
 
-    let root = Unpickler::new(&pkl)
-        .run()
-        .map_err(|(offset, detail)| PtError::Pickle {
+    let root =
+        pickle::unpickle(&pkl, &mut TorchObjects).map_err(|(offset, detail)| PtError::Pickle {
             path: path.to_path_buf(),
             record: pkl_name.clone(),
             offset,
@@ -277,7 +276,7 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, PtTensor)>, PtError> 
             }
         };
         match value {
-            Value::Tensor(t) => tensors.push((name, t)),
+            Value::Obj(TorchObj::Tensor(t)) => tensors.push((name, t)),
             other => {
                 return Err(format_err(format!(
                     "state_dict entry '{name}' is {}, not a tensor",
@@ -500,9 +499,6 @@ fn gather(t: &TensorRef, storage: &[u8]) -> Result<Vec<u8>, String> {
 // The pickle virtual machine
 // ---------------------------------------------------------------------------------
 
-/// Deepest container nesting accepted (guards the recursive drop of values).
-const MAX_DEPTH: u32 = 512;
-
 /// A storage referenced by a persistent id.
 #[derive(Clone, Debug, PartialEq)]
 struct StorageRef {
@@ -521,546 +517,55 @@ struct TensorRef {
     stride: Vec<usize>,
 }
 
-/// Python values the state_dict pickles use. Containers carry their nesting depth.
+/// What a state_dict pickle builds besides plain values.
 #[derive(Clone, Debug, PartialEq)]
-enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    Global(String, String),
-    Tuple(Vec<Value>, u32),
-    List(Vec<Value>, u32),
-    Dict(Vec<(Value, Value)>, u32),
+enum TorchObj {
     Storage(StorageRef),
     Tensor(Box<TensorRef>),
 }
 
-impl Value {
-    fn depth(&self) -> u32 {
-        match self {
-            Value::Tuple(_, d) | Value::List(_, d) | Value::Dict(_, d) => *d,
-            _ => 0,
-        }
-    }
-
-    fn tuple(items: Vec<Value>) -> Result<Value, String> {
-        let d = items.iter().map(Value::depth).max().unwrap_or(0) + 1;
-        check_depth(d)?;
-        Ok(Value::Tuple(items, d))
-    }
-
-    /// A short description for error messages.
+impl Describe for TorchObj {
     fn describe(&self) -> String {
         match self {
-            Value::None => "None".into(),
-            Value::Bool(b) => format!("the bool {b}"),
-            Value::Int(i) => format!("the int {i}"),
-            Value::Float(x) => format!("the float {x}"),
-            Value::Str(s) => format!("the string {s:?}"),
-            Value::Bytes(b) => format!("{} bytes", b.len()),
-            Value::Global(m, n) => format!("the global {m}.{n}"),
-            Value::Tuple(v, _) => format!("a tuple of {}", v.len()),
-            Value::List(v, _) => format!("a list of {}", v.len()),
-            Value::Dict(v, _) => format!("a dict of {}", v.len()),
-            Value::Storage(s) => format!("a bare storage ('{}')", s.key),
-            Value::Tensor(_) => "a bare tensor".into(),
+            TorchObj::Storage(s) => format!("a bare storage ('{}')", s.key),
+            TorchObj::Tensor(_) => "a bare tensor".into(),
         }
     }
 }
 
-fn check_depth(d: u32) -> Result<(), String> {
-    if d > MAX_DEPTH {
-        Err(format!("containers nested deeper than {MAX_DEPTH}"))
-    } else {
-        Ok(())
+type Value = pickle::Value<TorchObj>;
+
+/// The meaning of `torch.save`'s globals and persistent ids.
+struct TorchObjects;
+
+impl Objects for TorchObjects {
+    type Obj = TorchObj;
+
+    fn call(&mut self, func: Value, args: Vec<Value>) -> VmResult<Value> {
+        call(func, args)
     }
-}
 
-/// A pickle virtual machine that builds [`Value`]s and never executes anything.
-struct Unpickler<'a> {
-    data: &'a [u8],
-    pos: usize,
-    stack: Vec<Value>,
-    /// Stack lengths at each MARK.
-    marks: Vec<usize>,
-    memo: HashMap<u64, Value>,
-}
-
-type VmResult<T> = Result<T, String>;
-
-impl<'a> Unpickler<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Unpickler {
-            data,
-            pos: 0,
-            stack: Vec::new(),
-            marks: Vec::new(),
-            memo: HashMap::new(),
+    fn build(&mut self, obj: Value, state: Value) -> VmResult<Value> {
+        match obj {
+            // OrderedDict state (its `_metadata` attribute): irrelevant here.
+            Value::Dict(..) => {
+                drop(state);
+                Ok(obj)
+            }
+            other => Err(format!("BUILD on {}: unsupported object", other.describe())),
         }
     }
 
-    /// Runs to STOP; on error returns (byte offset of the failing opcode, message).
-    fn run(mut self) -> Result<Value, (usize, String)> {
-        loop {
-            let at = self.pos;
-            match self.step() {
-                Ok(Some(v)) => return Ok(v),
-                Ok(None) => {}
-                Err(e) => return Err((at, e)),
-            }
-        }
+    fn persistent_load(&mut self, pid: Value) -> VmResult<Value> {
+        persistent_load(pid)
     }
-
-    fn take(&mut self, n: usize) -> VmResult<&'a [u8]> {
-        let data: &'a [u8] = self.data;
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= data.len())
-            .ok_or_else(|| format!("truncated: needs {n} more bytes"))?;
-        let s = &data[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> VmResult<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn array<const N: usize>(&mut self) -> VmResult<[u8; N]> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn len_u32(&mut self) -> VmResult<usize> {
-        Ok(u32::from_le_bytes(self.array()?) as usize)
-    }
-
-    fn len_u64(&mut self) -> VmResult<usize> {
-        usize::try_from(u64::from_le_bytes(self.array()?)).map_err(|_| "length too large".into())
-    }
-
-    /// A text line (protocol 0 arguments), without its newline.
-    fn line(&mut self) -> VmResult<&'a str> {
-        let data: &'a [u8] = self.data;
-        let rest = &data[self.pos.min(data.len())..];
-        let n = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or("truncated: unterminated text argument")?;
-        self.pos += n + 1;
-        std::str::from_utf8(&rest[..n]).map_err(|_| "text argument is not UTF-8".into())
-    }
-
-    fn utf8(&mut self, n: usize) -> VmResult<Value> {
-        let b = self.take(n)?;
-        std::str::from_utf8(b)
-            .map(|s| Value::Str(s.to_string()))
-            .map_err(|_| "string is not valid UTF-8".into())
-    }
-
-    fn floor(&self) -> usize {
-        self.marks.last().copied().unwrap_or(0)
-    }
-
-    fn push(&mut self, v: Value) {
-        self.stack.push(v);
-    }
-
-    fn pop(&mut self) -> VmResult<Value> {
-        if self.stack.len() <= self.floor() {
-            return Err("stack underflow".into());
-        }
-        self.stack.pop().ok_or_else(|| "stack underflow".into())
-    }
-
-    fn top_mut(&mut self) -> VmResult<&mut Value> {
-        if self.stack.len() <= self.floor() {
-            return Err("stack underflow".into());
-        }
-        self.stack
-            .last_mut()
-            .ok_or_else(|| "stack underflow".into())
-    }
-
-    fn pop_mark(&mut self) -> VmResult<Vec<Value>> {
-        let m = self.marks.pop().ok_or("no MARK on the stack")?;
-        if m > self.stack.len() {
-            return Err("stack underflow".into());
-        }
-        Ok(self.stack.split_off(m))
-    }
-
-    fn memo_put(&mut self, idx: u64) -> VmResult<()> {
-        let v = self.top_mut()?.clone();
-        self.memo.insert(idx, v);
-        Ok(())
-    }
-
-    fn memo_get(&mut self, idx: u64) -> VmResult<()> {
-        let v = self
-            .memo
-            .get(&idx)
-            .cloned()
-            .ok_or_else(|| format!("memo entry {idx} is not defined"))?;
-        self.push(v);
-        Ok(())
-    }
-
-    fn set_items(&mut self, pairs: Vec<Value>) -> VmResult<()> {
-        if pairs.len() % 2 != 0 {
-            return Err("SETITEMS with an odd number of items".into());
-        }
-        match self.top_mut()? {
-            Value::Dict(items, depth) => {
-                let mut it = pairs.into_iter();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    let d = k.depth().max(v.depth()) + 1;
-                    check_depth(d)?;
-                    *depth = (*depth).max(d);
-                    // Python semantics: an existing key keeps its place, gets the new value.
-                    match items.iter_mut().find(|(ek, _)| *ek == k) {
-                        Some(slot) => slot.1 = v,
-                        None => items.push((k, v)),
-                    }
-                }
-                Ok(())
-            }
-            other => Err(format!("SETITEM(S) on {}, not a dict", other.describe())),
-        }
-    }
-
-    fn append(&mut self, values: Vec<Value>) -> VmResult<()> {
-        match self.top_mut()? {
-            Value::List(items, depth) => {
-                for v in values {
-                    let d = v.depth() + 1;
-                    check_depth(d)?;
-                    *depth = (*depth).max(d);
-                    items.push(v);
-                }
-                Ok(())
-            }
-            other => Err(format!("APPEND(S) on {}, not a list", other.describe())),
-        }
-    }
-
-    /// Executes one opcode; `Some(result)` at STOP.
-    fn step(&mut self) -> VmResult<Option<Value>> {
-        let op = self
-            .u8()
-            .map_err(|_| "truncated: no STOP opcode".to_string())?;
-        match op {
-            0x80 => {
-                // PROTO
-                let p = self.u8()?;
-                if p > 5 {
-                    return Err(format!("unsupported pickle protocol {p}"));
-                }
-            }
-            0x95 => {
-                // FRAME (protocol 4): the frame length is only a hint.
-                self.take(8)?;
-            }
-            b'.' => return self.pop().map(Some),       // STOP
-            b'(' => self.marks.push(self.stack.len()), // MARK
-            b'}' => self.push(Value::Dict(Vec::new(), 1)), // EMPTY_DICT
-            b']' => self.push(Value::List(Vec::new(), 1)), // EMPTY_LIST
-            b')' => self.push(Value::Tuple(Vec::new(), 1)), // EMPTY_TUPLE
-            b't' => {
-                // TUPLE
-                let items = self.pop_mark()?;
-                let t = Value::tuple(items)?;
-                self.push(t);
-            }
-            0x85..=0x87 => {
-                // TUPLE1..3
-                let n = usize::from(op - 0x84);
-                let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    items.push(self.pop()?);
-                }
-                items.reverse();
-                let t = Value::tuple(items)?;
-                self.push(t);
-            }
-            b'l' => {
-                // LIST
-                let items = self.pop_mark()?;
-                self.push(Value::List(Vec::new(), 1));
-                self.append(items)?;
-            }
-            b'd' => {
-                // DICT
-                let items = self.pop_mark()?;
-                self.push(Value::Dict(Vec::new(), 1));
-                self.set_items(items)?;
-            }
-            b'a' => {
-                // APPEND
-                let v = self.pop()?;
-                self.append(vec![v])?;
-            }
-            b'e' => {
-                // APPENDS
-                let items = self.pop_mark()?;
-                self.append(items)?;
-            }
-            b's' => {
-                // SETITEM
-                let v = self.pop()?;
-                let k = self.pop()?;
-                self.set_items(vec![k, v])?;
-            }
-            b'u' => {
-                // SETITEMS
-                let items = self.pop_mark()?;
-                self.set_items(items)?;
-            }
-            b'J' => {
-                // BININT
-                let v = i32::from_le_bytes(self.array()?);
-                self.push(Value::Int(i64::from(v)));
-            }
-            b'K' => {
-                // BININT1
-                let v = self.u8()?;
-                self.push(Value::Int(i64::from(v)));
-            }
-            b'M' => {
-                // BININT2
-                let v = u16::from_le_bytes(self.array()?);
-                self.push(Value::Int(i64::from(v)));
-            }
-            0x8a | 0x8b => {
-                // LONG1 / LONG4: little-endian two's complement
-                let n = if op == 0x8a {
-                    usize::from(self.u8()?)
-                } else {
-                    self.len_u32()?
-                };
-                let b = self.take(n)?;
-                let v = long_from_bytes(b)?;
-                self.push(Value::Int(v));
-            }
-            b'I' => {
-                // INT (text; "00"/"01" are the protocol-0 booleans)
-                let s = self.line()?;
-                let v = match s {
-                    "00" => Value::Bool(false),
-                    "01" => Value::Bool(true),
-                    _ => Value::Int(s.parse().map_err(|_| format!("bad INT argument {s:?}"))?),
-                };
-                self.push(v);
-            }
-            b'L' => {
-                // LONG (text)
-                let s = self.line()?;
-                let v = s
-                    .strip_suffix('L')
-                    .unwrap_or(s)
-                    .parse()
-                    .map_err(|_| format!("bad or too large LONG argument {s:?}"))?;
-                self.push(Value::Int(v));
-            }
-            b'G' => {
-                // BINFLOAT (big-endian)
-                let v = f64::from_be_bytes(self.array()?);
-                self.push(Value::Float(v));
-            }
-            b'F' => {
-                // FLOAT (text)
-                let s = self.line()?;
-                let v = s.parse().map_err(|_| format!("bad FLOAT argument {s:?}"))?;
-                self.push(Value::Float(v));
-            }
-            0x88 => self.push(Value::Bool(true)),  // NEWTRUE
-            0x89 => self.push(Value::Bool(false)), // NEWFALSE
-            b'N' => self.push(Value::None),        // NONE
-            b'X' => {
-                // BINUNICODE
-                let n = self.len_u32()?;
-                let v = self.utf8(n)?;
-                self.push(v);
-            }
-            0x8c => {
-                // SHORT_BINUNICODE
-                let n = usize::from(self.u8()?);
-                let v = self.utf8(n)?;
-                self.push(v);
-            }
-            0x8d => {
-                // BINUNICODE8
-                let n = self.len_u64()?;
-                let v = self.utf8(n)?;
-                self.push(v);
-            }
-            b'T' | b'U' => {
-                // BINSTRING / SHORT_BINSTRING (Python 2 str): decode as Latin-1
-                let n = if op == b'T' {
-                    self.len_u32()?
-                } else {
-                    usize::from(self.u8()?)
-                };
-                let s = self.take(n)?.iter().map(|&b| char::from(b)).collect();
-                self.push(Value::Str(s));
-            }
-            b'B' | b'C' | 0x8e => {
-                // BINBYTES / SHORT_BINBYTES / BINBYTES8
-                let n = match op {
-                    b'B' => self.len_u32()?,
-                    b'C' => usize::from(self.u8()?),
-                    _ => self.len_u64()?,
-                };
-                let b = self.take(n)?.to_vec();
-                self.push(Value::Bytes(b));
-            }
-            b'c' => {
-                // GLOBAL
-                let module = self.line()?.to_string();
-                let name = self.line()?.to_string();
-                self.push(Value::Global(module, name));
-            }
-            0x93 => {
-                // STACK_GLOBAL
-                let name = self.pop()?;
-                let module = self.pop()?;
-                match (module, name) {
-                    (Value::Str(m), Value::Str(n)) => self.push(Value::Global(m, n)),
-                    _ => return Err("STACK_GLOBAL arguments are not strings".into()),
-                }
-            }
-            b'q' => {
-                // BINPUT
-                let i = self.u8()?;
-                self.memo_put(u64::from(i))?;
-            }
-            b'r' => {
-                // LONG_BINPUT
-                let i = u32::from_le_bytes(self.array()?);
-                self.memo_put(u64::from(i))?;
-            }
-            b'p' => {
-                // PUT (text)
-                let s = self.line()?;
-                let i = s.parse().map_err(|_| format!("bad PUT argument {s:?}"))?;
-                self.memo_put(i)?;
-            }
-            0x94 => {
-                // MEMOIZE
-                let i = self.memo.len() as u64;
-                self.memo_put(i)?;
-            }
-            b'h' => {
-                // BINGET
-                let i = self.u8()?;
-                self.memo_get(u64::from(i))?;
-            }
-            b'j' => {
-                // LONG_BINGET
-                let i = u32::from_le_bytes(self.array()?);
-                self.memo_get(u64::from(i))?;
-            }
-            b'g' => {
-                // GET (text)
-                let s = self.line()?;
-                let i = s.parse().map_err(|_| format!("bad GET argument {s:?}"))?;
-                self.memo_get(i)?;
-            }
-            b'0' => {
-                // POP (pops the topmost MARK when the stack above it is empty)
-                if self.stack.len() > self.floor() {
-                    self.pop()?;
-                } else {
-                    self.pop_mark()?;
-                }
-            }
-            b'1' => {
-                // POP_MARK
-                self.pop_mark()?;
-            }
-            b'2' => {
-                // DUP
-                let v = self.top_mut()?.clone();
-                self.push(v);
-            }
-            b'R' | 0x81 => {
-                // REDUCE / NEWOBJ
-                let args = self.pop()?;
-                let func = self.pop()?;
-                let v = call(func, args)?;
-                self.push(v);
-            }
-            b'b' => {
-                // BUILD
-                let state = self.pop()?;
-                match self.top_mut()? {
-                    // OrderedDict state (its `_metadata` attribute): irrelevant here.
-                    Value::Dict(..) => drop(state),
-                    other => {
-                        return Err(format!("BUILD on {}: unsupported object", other.describe()))
-                    }
-                }
-            }
-            b'Q' => {
-                // BINPERSID
-                let pid = self.pop()?;
-                let v = persistent_load(pid)?;
-                self.push(v);
-            }
-            _ => {
-                return Err(format!(
-                    "unsupported pickle opcode 0x{op:02x}{}",
-                    if op.is_ascii_graphic() {
-                        format!(" ('{}')", char::from(op))
-                    } else {
-                        String::new()
-                    }
-                ))
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// LONG1/LONG4 payload: little-endian two's complement, must fit an i64.
-fn long_from_bytes(b: &[u8]) -> VmResult<i64> {
-    if b.is_empty() {
-        return Ok(0);
-    }
-    let negative = b[b.len() - 1] & 0x80 != 0;
-    let fill = if negative { 0xff } else { 0x00 };
-    if b.len() > 8 && b[8..].iter().any(|&x| x != fill) {
-        return Err("integer does not fit in 64 bits".into());
-    }
-    let mut a = [fill; 8];
-    let n = b.len().min(8);
-    a[..n].copy_from_slice(&b[..n]);
-    let v = i64::from_le_bytes(a);
-    if (v < 0) != negative {
-        return Err("integer does not fit in 64 bits".into());
-    }
-    Ok(v)
 }
 
 /// Applies one of the few callables a state_dict pickle may use.
-fn call(func: Value, args: Value) -> VmResult<Value> {
+fn call(func: Value, args: Vec<Value>) -> VmResult<Value> {
     let (module, name) = match func {
         Value::Global(m, n) => (m, n),
         other => return Err(format!("cannot call {}", other.describe())),
-    };
-    let args = match args {
-        Value::Tuple(a, _) => a,
-        other => {
-            return Err(format!(
-                "arguments of {module}.{name} are {}, not a tuple",
-                other.describe()
-            ))
-        }
     };
     match (module.as_str(), name.as_str()) {
         ("collections", "OrderedDict") => {
@@ -1077,11 +582,12 @@ fn call(func: Value, args: Value) -> VmResult<Value> {
                 return Err(format!("torch._utils.{name} called with {n} arguments"));
             }
             let storage = match &args[0] {
-                Value::Storage(s) => s.clone(),
+                Value::Obj(TorchObj::Storage(s)) => s.clone(),
                 other => return Err(format!("tensor storage is {}", other.describe())),
             };
             let dtype = storage.dtype;
-            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3]).map(Value::Tensor)
+            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3])
+                .map(|t| Value::Obj(TorchObj::Tensor(t)))
         }
         ("torch._utils", "_rebuild_tensor_v3") => {
             // (storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype[, metadata])
@@ -1092,7 +598,7 @@ fn call(func: Value, args: Value) -> VmResult<Value> {
                 ));
             }
             let storage = match &args[0] {
-                Value::Storage(s) => s.clone(),
+                Value::Obj(TorchObj::Storage(s)) => s.clone(),
                 other => return Err(format!("tensor storage is {}", other.describe())),
             };
             let dtype = match &args[6] {
@@ -1100,13 +606,14 @@ fn call(func: Value, args: Value) -> VmResult<Value> {
                     .ok_or_else(|| format!("unsupported tensor dtype torch.{n}"))?,
                 other => return Err(format!("tensor dtype is {}", other.describe())),
             };
-            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3]).map(Value::Tensor)
+            rebuild_tensor(storage, dtype, &args[1], &args[2], &args[3])
+                .map(|t| Value::Obj(TorchObj::Tensor(t)))
         }
         ("torch._utils", "_rebuild_parameter")
         | ("torch._utils", "_rebuild_parameter_with_state") => {
             // (data, requires_grad, backward_hooks[, state]): the data tensor is what counts.
             match args.into_iter().next() {
-                Some(t @ Value::Tensor(_)) => Ok(t),
+                Some(t @ Value::Obj(TorchObj::Tensor(_))) => Ok(t),
                 Some(other) => Err(format!("parameter data is {}", other.describe())),
                 None => Err(format!("torch._utils.{name} called without arguments")),
             }
@@ -1212,7 +719,11 @@ fn persistent_load(pid: Value) -> VmResult<Value> {
         Value::Int(n) => u64::try_from(*n).map_err(|_| format!("storage size {n} is negative"))?,
         other => return Err(format!("storage size is {}", other.describe())),
     };
-    Ok(Value::Storage(StorageRef { key, dtype, numel }))
+    Ok(Value::Obj(TorchObj::Storage(StorageRef {
+        key,
+        dtype,
+        numel,
+    })))
 }
 
 // ---------------------------------------------------------------------------------
@@ -1266,15 +777,6 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(
     }
     records.push(("archive/version".into(), b"3\n"));
 
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| invalid("the path has no file name".into()))?
-        .to_string_lossy()
-        .into_owned();
     let io_err = |what: &'static str| {
         move |source: io::Error| PtError::Io {
             path: path.to_path_buf(),
@@ -1282,42 +784,34 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(
             source,
         }
     };
-
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let (tmp, file) = {
-        let mut attempt = 0;
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
-            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-                Ok(f) => break (tmp, f),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-                Err(e) => return Err(io_err("cannot create a temporary file next to it")(e)),
-            }
-        }
+    let zip_err = |e: zip::result::ZipError| match e {
+        zip::result::ZipError::Io(e) => io_err("cannot write")(e),
+        e => invalid(format!("cannot write the zip: {e}")),
     };
-    let result = (|| -> Result<(), PtError> {
-        let mut w = BufWriter::new(file);
-        write_zip(&mut w, &records).map_err(|e| match e {
-            ZipWriteError::Io(e) => io_err("cannot write")(e),
-            ZipWriteError::TooLarge(d) => invalid(d),
-        })?;
-        let file = w
-            .into_inner()
-            .map_err(|e| io_err("cannot write")(e.into_error()))?;
-        file.sync_all().map_err(io_err("cannot sync"))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(io_err("cannot rename the temporary file onto it"))?;
-        // Make the rename durable; failure here does not lose the data.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let tmp = crate::io::temp_beside(path).map_err(|e| PtError::Io {
+        path: path.to_path_buf(),
+        what: "cannot create a temporary file next to it",
+        source: io::Error::other(format!("{e:#}")),
+    })?;
+    let mut zip = zip::ZipWriter::new(BufWriter::new(tmp.as_file()));
+    let opts = zip::write::FileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
+    for (name, data) in &records {
+        // Record data 64-byte aligned (torch mmaps storages), as torch's own writer does.
+        zip.start_file_aligned(name.as_str(), opts, ZIP_ALIGN)
+            .map_err(zip_err)?;
+        zip.write_all(data).map_err(io_err("cannot write"))?;
     }
-    result
+    let w = zip.finish().map_err(zip_err)?;
+    w.into_inner()
+        .map_err(|e| io_err("cannot write")(e.into_error()))?
+        .sync_all()
+        .map_err(io_err("cannot sync"))?;
+    drop(zip);
+    tmp.persist(path)
+        .map_err(|e| io_err("cannot rename the temporary file onto it")(e.error))?;
+    Ok(())
 }
 
 /// C-contiguous strides in elements (as torch computes them: size-0 dims count as 1).
@@ -1478,119 +972,5 @@ fn pickle_state_dict(tensors: &[(String, PtTensor)]) -> Vec<u8> {
     p.buf
 }
 
-enum ZipWriteError {
-    Io(io::Error),
-    TooLarge(String),
-}
-
-impl From<io::Error> for ZipWriteError {
-    fn from(e: io::Error) -> Self {
-        ZipWriteError::Io(e)
-    }
-}
-
 /// Record data starts at multiples of this (torch mmaps storages).
-const ZIP_ALIGN: u64 = 64;
-
-/// Writes a zip of stored (uncompressed) records, each record's data aligned to
-/// [`ZIP_ALIGN`] with a padding extra field (id "FB", as torch's writer does).
-fn write_zip(w: &mut impl Write, records: &[(String, &[u8])]) -> Result<(), ZipWriteError> {
-    let too_large = || {
-        ZipWriteError::TooLarge(
-            "the archive would exceed 4 GiB or 65535 records (zip64 output is not supported)"
-                .into(),
-        )
-    };
-    let count = u16::try_from(records.len()).map_err(|_| too_large())?;
-    let mut offset: u64 = 0;
-    let mut central = Vec::new();
-    for (name, data) in records {
-        let name = name.as_bytes();
-        let name_len = u16::try_from(name.len()).map_err(|_| too_large())?;
-        let size = u32::try_from(data.len()).map_err(|_| too_large())?;
-        let header_offset = u32::try_from(offset).map_err(|_| too_large())?;
-        let crc = crc32(data);
-        let unpadded = offset + 30 + u64::from(name_len) + 4;
-        let pad = ((ZIP_ALIGN - unpadded % ZIP_ALIGN) % ZIP_ALIGN) as u16;
-
-        let mut h = Vec::with_capacity(30 + name.len() + 4 + usize::from(pad));
-        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        h.extend_from_slice(&20u16.to_le_bytes()); // version needed
-        h.extend_from_slice(&0x0800u16.to_le_bytes()); // flags: UTF-8 names
-        h.extend_from_slice(&0u16.to_le_bytes()); // method: stored
-        h.extend_from_slice(&0u16.to_le_bytes()); // time
-        h.extend_from_slice(&0x0021u16.to_le_bytes()); // date 1980-01-01
-        h.extend_from_slice(&crc.to_le_bytes());
-        h.extend_from_slice(&size.to_le_bytes());
-        h.extend_from_slice(&size.to_le_bytes());
-        h.extend_from_slice(&name_len.to_le_bytes());
-        h.extend_from_slice(&(4 + pad).to_le_bytes()); // extra length
-        h.extend_from_slice(name);
-        h.extend_from_slice(b"FB");
-        h.extend_from_slice(&pad.to_le_bytes());
-        h.resize(h.len() + usize::from(pad), b'Z');
-        w.write_all(&h)?;
-        w.write_all(data)?;
-        offset = unpadded + u64::from(pad) + data.len() as u64;
-
-        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        central.extend_from_slice(&20u16.to_le_bytes()); // version made by
-        central.extend_from_slice(&20u16.to_le_bytes()); // version needed
-        central.extend_from_slice(&0x0800u16.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&0x0021u16.to_le_bytes());
-        central.extend_from_slice(&crc.to_le_bytes());
-        central.extend_from_slice(&size.to_le_bytes());
-        central.extend_from_slice(&size.to_le_bytes());
-        central.extend_from_slice(&name_len.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes()); // extra
-        central.extend_from_slice(&0u16.to_le_bytes()); // comment
-        central.extend_from_slice(&0u16.to_le_bytes()); // disk
-        central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
-        central.extend_from_slice(&header_offset.to_le_bytes());
-        central.extend_from_slice(name);
-    }
-    let cd_offset = u32::try_from(offset).map_err(|_| too_large())?;
-    let cd_size = u32::try_from(central.len()).map_err(|_| too_large())?;
-    u32::try_from(offset + central.len() as u64).map_err(|_| too_large())?;
-    w.write_all(&central)?;
-    let mut end = Vec::with_capacity(22);
-    end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    end.extend_from_slice(&0u16.to_le_bytes()); // this disk
-    end.extend_from_slice(&0u16.to_le_bytes()); // disk with the central directory
-    end.extend_from_slice(&count.to_le_bytes());
-    end.extend_from_slice(&count.to_le_bytes());
-    end.extend_from_slice(&cd_size.to_le_bytes());
-    end.extend_from_slice(&cd_offset.to_le_bytes());
-    end.extend_from_slice(&0u16.to_le_bytes()); // comment length
-    w.write_all(&end)?;
-    Ok(())
-}
-
-/// CRC-32 (IEEE 802.3, as zip uses), byte-wise table.
-fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    !data.iter().fold(!0u32, |c, &b| {
-        TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
-    })
-}
+const ZIP_ALIGN: u16 = 64;

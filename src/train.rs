@@ -14,12 +14,12 @@ use crate::checkpoint;
 use crate::config::{Config, Schedule};
 use crate::data::loader::{BatchLoader, LoaderOptions};
 use crate::data::store::Store;
-use crate::masking::{csm_draw, matm};
+use crate::masking::{csm_draw, matm_with};
 use crate::model::{bt_loss, BtLoss, Layout, LossScaler, Precision, Pstl};
 use crate::optim::{warmup_cosine, Adam};
 use crate::progress::Progress;
+use crate::rng::PstlRng;
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -49,46 +49,41 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Build the three views of joint batch `x` and return the PSTL losses.
-pub fn pstl_losses(
-    model: &Pstl,
-    x: &Tensor,
-    cfg: &Config,
-    layout: &Layout,
-    rng: &mut StdRng,
-    train: bool,
-) -> StepLosses {
-    let views = pstl_views(x, cfg, layout, rng);
-    views_losses(model, &views, cfg, train)
-}
-
-/// The three inputs of a step: anchor, MATM view, CSM view and the joints CSM drops.
+/// The three inputs of a PSTL step.
 #[derive(Debug)]
-pub struct Views {
-    /// View 1, augmentations only.
+pub struct PstlViews {
+    /// Anchor: augmentations only.
     pub anchor: Tensor,
-    /// View 2, temporally masked (MATM).
+    /// Augmented, then MATM (`T - 2m` frames).
     pub temporal: Tensor,
-    /// View 3, whose joints `drop` the encoder removes (CSM).
+    /// Augmented; its joints `drop` are removed inside the encoder (CSM).
     pub spatial: Tensor,
-    /// Joints removed from view 3 (duplicates allowed).
+    /// The CSM draw (may repeat a joint, as the authors' does).
     pub drop: Vec<usize>,
 }
 
-/// Build the three views of joint batch `x` (augmentations, stream, masks).
-pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut StdRng) -> Views {
-    let stream = cfg.data.stream;
-    let view = |rng: &mut StdRng| stream.apply(&augment(x, &cfg.augment, layout, rng), layout);
+/// The three views of joint batch `x`, in the authors' order (YujieOuO/PSTL
+/// `procedure.py`, `BTProcessor.train_epoch`): the stream is computed first
+/// (`data = get_stream(data)`), then each view draws its own crop, shear, rotation and
+/// flip; the MATM view is masked after augmenting; the CSM draw comes last.
+pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut PstlRng) -> PstlViews {
+    let data = cfg.data.stream.apply(x, layout);
+    let view = |rng: &mut PstlRng| augment(&data, &cfg.augment, layout, rng);
     let anchor = view(rng);
     let temporal = view(rng);
     let temporal = if cfg.pretrain.mask_frame > 0 {
-        matm(&temporal, cfg.pretrain.mask_frame, rng)
+        matm_with(
+            &temporal,
+            cfg.pretrain.mask_frame,
+            cfg.augment.per_sample,
+            rng,
+        )
     } else {
         temporal
     };
     let spatial = view(rng);
     let drop = csm_draw(layout, cfg.pretrain.mask_joint, rng);
-    Views {
+    PstlViews {
         anchor,
         temporal,
         spatial,
@@ -96,9 +91,22 @@ pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut StdRng) -
     }
 }
 
+/// Build the three views of joint batch `x` and return the PSTL losses.
+pub fn pstl_losses(
+    model: &Pstl,
+    x: &Tensor,
+    cfg: &Config,
+    layout: &Layout,
+    rng: &mut PstlRng,
+    train: bool,
+) -> StepLosses {
+    let views = pstl_views(x, cfg, layout, rng);
+    views_losses(model, &views, cfg, train)
+}
+
 /// The PSTL losses of prepared views: the anchor is encoded and projected once and
 /// serves both losses.
-pub fn views_losses(model: &Pstl, v: &Views, cfg: &Config, train: bool) -> StepLosses {
+pub fn views_losses(model: &Pstl, v: &PstlViews, cfg: &Config, train: bool) -> StepLosses {
     let z1 = model
         .head
         .embed(&model.encoder.forward_drop(&v.anchor, &[], train), train);
@@ -247,10 +255,10 @@ impl Trainer {
     }
 
     /// The random generator of the next step (seeds libtorch's generator too).
-    pub fn step_rng(&self) -> StdRng {
+    pub fn step_rng(&self) -> PstlRng {
         let seed = step_seed(self.cfg.run.seed, self.step);
         tch::manual_seed(seed as i64);
-        StdRng::seed_from_u64(seed)
+        PstlRng::seed_from_u64(seed)
     }
 
     /// Learning rate at `epoch` + `frac` of an epoch.
@@ -464,7 +472,8 @@ pub fn pretrain(
             batch_size: cfg.pretrain.batch_size,
             shuffle: true,
             seed: cfg.run.seed,
-            drop_last: false,
+            // A last batch of one sample has no batch statistics: skipped.
+            drop_last: store.len("train")? % cfg.pretrain.batch_size == 1,
             prefetch: cfg.data.prefetch,
             memory_budget_bytes: cfg.data.memory_budget_mb << 20,
         },
@@ -474,7 +483,7 @@ pub fn pretrain(
     let ckpt = files.checkpoint();
     if ckpt.exists() && resume {
         trainer.resume(&ckpt)?;
-        eprintln!(
+        tracing::info!(
             "resumed from {} at epoch {} (step {})",
             ckpt.display(),
             trainer.epoch,
@@ -482,7 +491,7 @@ pub fn pretrain(
         );
     } else if let Some(init) = init {
         trainer.init_encoder(init)?;
-        eprintln!("encoder initialised from {}", init.display());
+        tracing::info!("encoder initialised from {}", init.display());
     }
     let start = Instant::now();
     let metrics_path = files.metrics();
@@ -559,15 +568,16 @@ pub fn pretrain(
         }
         bar.finish();
         trainer.epoch = epoch + 1;
-        if !Progress::is_terminal() {
-            eprintln!(
-                "epoch {}/{}: loss {:.4} lr {:.3e}",
-                epoch + 1,
-                cfg.pretrain.epochs,
-                final_loss,
-                lr
-            );
-        }
+        tracing::info!(
+            epoch = epoch + 1,
+            loss = final_loss,
+            lr,
+            "epoch {}/{}: loss {:.4} lr {:.3e}",
+            epoch + 1,
+            cfg.pretrain.epochs,
+            final_loss,
+            lr
+        );
         plot_losses(&files.loss_plot(), &history);
         if trainer.epoch % cfg.pretrain.checkpoint_every == 0 || trainer.epoch == last_epoch {
             trainer.save(&ckpt)?;
@@ -607,6 +617,6 @@ fn plot_losses(path: &Path, rows: &[MetricsRow]) {
     if let Err(e) =
         crate::plot::line_plot(path, "PSTL pretraining loss", "step", "loss", &all, true)
     {
-        eprintln!("warning: could not draw {}: {e:#}", path.display());
+        tracing::warn!("could not draw {}: {e:#}", path.display());
     }
 }

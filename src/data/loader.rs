@@ -2,7 +2,7 @@
 //! PyTorch's `DataLoader(shuffle=True, drop_last=False)` in the PSTL/AimCLR training
 //! loops, method file section 4: "shuffled batches, the last partial batch kept").
 //!
-//! Epoch `e` visits a permutation drawn from `StdRng::seed_from_u64(mix(seed, e))`, so
+//! Epoch `e` visits a permutation drawn from `PstlRng::seed_from_u64(mix(seed, e))`, so
 //! the order depends only on `(seed, e)`. When the split's `x` fits in
 //! `memory_budget_bytes` it is read once and batches are gathered from memory with
 //! rayon; otherwise each batch is read from the store. With `prefetch > 0` a background
@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use rand::rngs::StdRng;
+use crate::rng::PstlRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -190,7 +190,7 @@ impl BatchLoader {
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.shared.len).collect();
         if self.opts.shuffle {
-            let mut rng = StdRng::seed_from_u64(mix(self.opts.seed, epoch));
+            let mut rng = PstlRng::seed_from_u64(mix(self.opts.seed, epoch));
             order.shuffle(&mut rng);
         }
         order

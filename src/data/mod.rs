@@ -23,6 +23,7 @@ pub struct RawSeq {
     pub data: Vec<f32>,
 }
 
+pub mod classes;
 pub mod error;
 pub mod loader;
 pub mod normalize;

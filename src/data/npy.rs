@@ -12,7 +12,7 @@
 //! (`numpy.core.multiarray.scalar` / `numpy._core.multiarray.scalar`), or a NumPy
 //! array. Anything executable is never called: globals are only recognised by name.
 
-use std::collections::HashMap;
+use crate::pickle::{self, Describe, Objects};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -229,7 +229,15 @@ fn atomic_write(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::io(dir, e))?;
+    crate::io::remove_stale_temps(path);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // 0666 before the umask, like any Unix tool (tempfile's default is 0600).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.{}.", std::process::id()))
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| DataError::io(dir, e))?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         body(&mut w)
@@ -323,6 +331,14 @@ fn parse_header_dict(text: &str) -> std::result::Result<NpyHeader, String> {
         .map(|s| s.trim_end_matches('L').parse::<usize>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| format!("shape: {e}"))?;
+    // The byte count must fit in memory arithmetic (and in libtorch's i64 sizes).
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+        .filter(|&b| b <= i64::MAX as usize);
+    if bytes.is_none() {
+        return Err(format!("shape {shape:?}: element count overflows"));
+    }
     Ok(NpyHeader { dtype, shape })
 }
 
@@ -339,26 +355,27 @@ pub fn read_label_pickle(path: &Path) -> Result<(Vec<String>, Vec<i64>)> {
 /// [`read_label_pickle`] on bytes; `path` only names the file in errors.
 pub fn parse_label_pickle(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<i64>)> {
     let bad = |msg: String| DataError::format(path, format!("label pickle: {msg}"));
-    let value = Unpickler::new(bytes).run().map_err(&bad)?;
+    let value = pickle::unpickle(bytes, &mut NumpyObjects)
+        .map_err(|(at, msg)| bad(format!("{msg} (byte {at})")))?;
     let (names, labels) = match value {
-        Value::Tuple(items) | Value::List(items) if items.len() == 2 => {
+        Value::Tuple(items, _) | Value::List(items, _) if items.len() == 2 => {
             let mut it = items.into_iter();
             (it.next(), it.next())
         }
         other => {
             return Err(bad(format!(
                 "expected a (names, labels) pair, found {}",
-                other.kind()
+                other.describe()
             )))
         }
     };
     let names = names
-        .map(Value::into_strings)
+        .map(into_strings)
         .transpose()
         .map_err(|m| bad(format!("names: {m}")))?
         .unwrap_or_default();
     let labels = labels
-        .map(Value::into_ints)
+        .map(into_ints)
         .transpose()
         .map_err(|m| bad(format!("labels: {m}")))?
         .unwrap_or_default();
@@ -372,128 +389,133 @@ pub fn parse_label_pickle(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec
     Ok((names, labels))
 }
 
-/// The Python values a label pickle is made of.
+/// What a NumPy label pickle builds besides plain values.
 #[derive(Debug, Clone, PartialEq)]
-enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    List(Vec<Value>),
-    Tuple(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
-    Global(String, String),
+enum NpObj {
     /// `numpy.dtype(descr)`, byte order set by `BUILD` (`<`, `>`, `|`, `=`).
     Dtype(String, char),
     /// A NumPy array: shape, dtype and raw C-order data (or a list for object arrays).
     Array(Vec<usize>, Box<Value>, Box<Value>),
     /// Any other reconstructed object, kept opaque.
-    Object(String),
-    Mark,
+    Opaque(String),
 }
 
-impl Value {
-    fn kind(&self) -> &'static str {
+impl Describe for NpObj {
+    fn describe(&self) -> String {
         match self {
-            Self::None => "None",
-            Self::Bool(_) => "bool",
-            Self::Int(_) => "int",
-            Self::Float(_) => "float",
-            Self::Str(_) => "str",
-            Self::Bytes(_) => "bytes",
-            Self::List(_) => "list",
-            Self::Tuple(_) => "tuple",
-            Self::Dict(_) => "dict",
-            Self::Global(..) => "global",
-            Self::Dtype(..) => "numpy.dtype",
-            Self::Array(..) => "numpy.ndarray",
-            Self::Object(_) => "object",
-            Self::Mark => "mark",
+            NpObj::Dtype(d, _) => format!("numpy.dtype {d:?}"),
+            NpObj::Array(..) => "numpy.ndarray".into(),
+            NpObj::Opaque(name) => format!("an object {name}"),
         }
     }
+}
 
-    fn into_ints(self) -> std::result::Result<Vec<i64>, String> {
-        match self {
-            Self::List(items) | Self::Tuple(items) => items
-                .into_iter()
-                .map(|v| match v {
-                    Self::Int(i) => Ok(i),
-                    other => Err(format!("expected an int, found {}", other.kind())),
-                })
-                .collect(),
-            Self::Array(shape, dtype, data) => {
-                let n: usize = shape.iter().product();
-                match (*dtype, *data) {
-                    (_, Self::List(items)) => Self::List(items).into_ints(),
-                    (Self::Dtype(descr, order), Self::Bytes(raw)) => (0..n)
-                        .map(|k| {
-                            let size = int_size(&descr)
-                                .ok_or_else(|| format!("array dtype {descr:?} is not integer"))?;
-                            let chunk = raw
-                                .get(k * size..(k + 1) * size)
-                                .ok_or("array data shorter than its shape")?;
-                            decode_scalar(&descr, order, chunk)
-                                .and_then(|v| match v {
-                                    Self::Int(i) => Some(i),
-                                    _ => None,
-                                })
-                                .ok_or_else(|| format!("array dtype {descr:?} is not integer"))
-                        })
-                        .collect(),
-                    (d, _) => Err(format!("array with dtype {} not understood", d.kind())),
-                }
+type Value = pickle::Value<NpObj>;
+type PResult<T> = std::result::Result<T, String>;
+
+/// The meaning of the few NumPy / codecs globals a label pickle uses; other calls
+/// become opaque objects (an error only if the labels need them).
+struct NumpyObjects;
+
+impl Objects for NumpyObjects {
+    type Obj = NpObj;
+
+    fn call(&mut self, func: Value, args: Vec<Value>) -> PResult<Value> {
+        reduce(func, args)
+    }
+
+    fn build(&mut self, obj: Value, state: Value) -> PResult<Value> {
+        build(obj, state)
+    }
+}
+
+fn into_ints(v: Value) -> PResult<Vec<i64>> {
+    match v {
+        Value::List(items, _) | Value::Tuple(items, _) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::Int(i) => Ok(i),
+                other => Err(format!("expected an int, found {}", other.describe())),
+            })
+            .collect(),
+        Value::Obj(NpObj::Array(shape, dtype, data)) => {
+            let n: usize = shape.iter().product();
+            match (*dtype, *data) {
+                (_, list @ Value::List(..)) => into_ints(list),
+                (Value::Obj(NpObj::Dtype(descr, order)), Value::Bytes(raw)) => (0..n)
+                    .map(|k| {
+                        let size = int_size(&descr)
+                            .ok_or_else(|| format!("array dtype {descr:?} is not integer"))?;
+                        let chunk = raw
+                            .get(k * size..(k + 1) * size)
+                            .ok_or("array data shorter than its shape")?;
+                        decode_scalar(&descr, order, chunk)
+                            .and_then(|v| match v {
+                                Value::Int(i) => Some(i),
+                                _ => None,
+                            })
+                            .ok_or_else(|| format!("array dtype {descr:?} is not integer"))
+                    })
+                    .collect(),
+                (d, _) => Err(format!("array with dtype {} not understood", d.describe())),
             }
-            other => Err(format!("expected a list of ints, found {}", other.kind())),
         }
+        other => Err(format!(
+            "expected a list of ints, found {}",
+            other.describe()
+        )),
     }
+}
 
-    fn into_strings(self) -> std::result::Result<Vec<String>, String> {
-        match self {
-            Self::List(items) | Self::Tuple(items) => items
-                .into_iter()
-                .map(|v| match v {
-                    Self::Str(s) => Ok(s),
-                    Self::Bytes(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
-                    other => Err(format!("expected a str, found {}", other.kind())),
-                })
-                .collect(),
-            Self::Array(shape, dtype, data) => match (*dtype, *data) {
-                (_, Self::List(items)) => Self::List(items).into_strings(),
-                (Self::Dtype(descr, order), Self::Bytes(raw)) if descr.starts_with('U') => {
-                    let n: usize = shape.iter().product();
-                    let width = descr[1..]
-                        .parse::<usize>()
-                        .map_err(|_| format!("bad dtype {descr:?}"))?;
-                    (0..n)
-                        .map(|k| {
-                            let cell = raw
-                                .get(k * width * 4..(k + 1) * width * 4)
-                                .ok_or("array data shorter than its shape")?;
-                            Ok(cell
-                                .chunks_exact(4)
-                                .map(|c| {
-                                    let b = [c[0], c[1], c[2], c[3]];
-                                    if order == '>' {
-                                        u32::from_be_bytes(b)
-                                    } else {
-                                        u32::from_le_bytes(b)
-                                    }
-                                })
-                                .take_while(|&u| u != 0)
-                                .filter_map(char::from_u32)
-                                .collect())
-                        })
-                        .collect()
-                }
-                (d, _) => Err(format!(
-                    "string array with dtype {} not understood",
-                    d.kind()
-                )),
-            },
-            other => Err(format!("expected a list of str, found {}", other.kind())),
-        }
+fn into_strings(v: Value) -> PResult<Vec<String>> {
+    match v {
+        Value::List(items, _) | Value::Tuple(items, _) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::Str(s) => Ok(s),
+                Value::Bytes(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+                other => Err(format!("expected a str, found {}", other.describe())),
+            })
+            .collect(),
+        Value::Obj(NpObj::Array(shape, dtype, data)) => match (*dtype, *data) {
+            (_, list @ Value::List(..)) => into_strings(list),
+            (Value::Obj(NpObj::Dtype(descr, order)), Value::Bytes(raw))
+                if descr.starts_with('U') =>
+            {
+                let n: usize = shape.iter().product();
+                let width = descr[1..]
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad dtype {descr:?}"))?;
+                (0..n)
+                    .map(|k| {
+                        let cell = raw
+                            .get(k * width * 4..(k + 1) * width * 4)
+                            .ok_or("array data shorter than its shape")?;
+                        Ok(cell
+                            .chunks_exact(4)
+                            .map(|c| {
+                                let b = [c[0], c[1], c[2], c[3]];
+                                if order == '>' {
+                                    u32::from_be_bytes(b)
+                                } else {
+                                    u32::from_le_bytes(b)
+                                }
+                            })
+                            .take_while(|&u| u != 0)
+                            .filter_map(char::from_u32)
+                            .collect())
+                    })
+                    .collect()
+            }
+            (d, _) => Err(format!(
+                "string array with dtype {} not understood",
+                d.describe()
+            )),
+        },
+        other => Err(format!(
+            "expected a list of str, found {}",
+            other.describe()
+        )),
     }
 }
 
@@ -537,375 +559,14 @@ fn decode_scalar(descr: &str, order: char, raw: &[u8]) -> Option<Value> {
     Some(v)
 }
 
-/// The pickle virtual machine, restricted to building plain values.
-struct Unpickler<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    stack: Vec<Value>,
-    memo: HashMap<usize, Value>,
-}
-
-type PResult<T> = std::result::Result<T, String>;
-
-impl<'a> Unpickler<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes,
-            pos: 0,
-            stack: Vec::new(),
-            memo: HashMap::new(),
-        }
-    }
-
-    fn take(&mut self, n: usize) -> PResult<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| format!("truncated at byte {}", self.pos))?;
-        let s = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> PResult<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn le(&mut self, n: usize) -> PResult<u64> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .rev()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-    }
-
-    fn sized(&mut self, n: usize) -> PResult<usize> {
-        usize::try_from(self.le(n)?).map_err(|_| "length overflow".to_string())
-    }
-
-    fn line_bytes(&mut self) -> PResult<&'a [u8]> {
-        let rest = &self.bytes[self.pos..];
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or_else(|| format!("unterminated text at byte {}", self.pos))?;
-        self.pos += end + 1;
-        Ok(&rest[..end])
-    }
-
-    fn line(&mut self) -> PResult<&'a str> {
-        std::str::from_utf8(self.line_bytes()?).map_err(|_| "text opcode is not UTF-8".to_string())
-    }
-
-    fn pop(&mut self) -> PResult<Value> {
-        self.stack
-            .pop()
-            .ok_or_else(|| "stack underflow".to_string())
-    }
-
-    fn top(&mut self) -> PResult<&mut Value> {
-        self.stack
-            .last_mut()
-            .ok_or_else(|| "stack underflow".to_string())
-    }
-
-    /// Pops everything above the topmost mark, and the mark.
-    fn pop_mark(&mut self) -> PResult<Vec<Value>> {
-        let at = self
-            .stack
-            .iter()
-            .rposition(|v| *v == Value::Mark)
-            .ok_or_else(|| "no mark on the stack".to_string())?;
-        let items = self.stack.split_off(at + 1);
-        self.stack.pop();
-        Ok(items)
-    }
-
-    fn str_from(bytes: &[u8]) -> PResult<Value> {
-        String::from_utf8(bytes.to_vec())
-            .map(Value::Str)
-            .map_err(|_| "string is not UTF-8".to_string())
-    }
-
-    fn run(mut self) -> PResult<Value> {
-        loop {
-            let at = self.pos;
-            let op = self.u8()?;
-            match op {
-                b'.' => return self.pop(),
-                0x80 => {
-                    let proto = self.u8()?;
-                    if proto > 5 {
-                        return Err(format!("pickle protocol {proto} is not supported"));
-                    }
-                }
-                0x95 => {
-                    self.take(8)?;
-                }
-                b'(' => self.stack.push(Value::Mark),
-                b'0' => {
-                    self.pop()?;
-                }
-                b'1' => {
-                    self.pop_mark()?;
-                }
-                b'2' => {
-                    let v = self.top()?.clone();
-                    self.stack.push(v);
-                }
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'I' => {
-                    let v = match self.line()?.trim() {
-                        "00" => Value::Bool(false),
-                        "01" => Value::Bool(true),
-                        t => Value::Int(t.parse().map_err(|_| format!("bad INT {t:?}"))?),
-                    };
-                    self.stack.push(v);
-                }
-                b'L' => {
-                    let t = self.line()?.trim().trim_end_matches('L');
-                    let v = t
-                        .parse()
-                        .map_err(|_| format!("LONG {t:?} does not fit i64"))?;
-                    self.stack.push(Value::Int(v));
-                }
-                b'F' => {
-                    let t = self.line()?.trim();
-                    let v = t.parse().map_err(|_| format!("bad FLOAT {t:?}"))?;
-                    self.stack.push(Value::Float(v));
-                }
-                b'G' => {
-                    let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| "short float")?;
-                    self.stack.push(Value::Float(f64::from_be_bytes(b)));
-                }
-                b'J' => {
-                    let v = self.le(4)? as u32 as i32;
-                    self.stack.push(Value::Int(i64::from(v)));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(Value::Int(i64::from(v)));
-                }
-                b'M' => {
-                    let v = self.le(2)?;
-                    self.stack.push(Value::Int(v as i64));
-                }
-                0x8a | 0x8b => {
-                    let n = if op == 0x8a {
-                        usize::from(self.u8()?)
-                    } else {
-                        self.sized(4)?
-                    };
-                    let raw = self.take(n)?;
-                    if n > 8 {
-                        return Err(format!("integer of {n} bytes does not fit i64"));
-                    }
-                    let mut b = if raw.last().is_some_and(|&h| h & 0x80 != 0) {
-                        [0xffu8; 8]
-                    } else {
-                        [0u8; 8]
-                    };
-                    b[..n].copy_from_slice(raw);
-                    self.stack.push(Value::Int(i64::from_le_bytes(b)));
-                }
-                b'X' | 0x8c | 0x8d => {
-                    let n = match op {
-                        b'X' => self.sized(4)?,
-                        0x8c => usize::from(self.u8()?),
-                        _ => self.sized(8)?,
-                    };
-                    let s = self.take(n)?;
-                    self.stack.push(Self::str_from(s)?);
-                }
-                b'V' => {
-                    // raw-unicode-escape: latin-1 bytes plus \uXXXX escapes.
-                    let t: String = self.line_bytes()?.iter().map(|&b| char::from(b)).collect();
-                    self.stack.push(Value::Str(raw_unicode_unescape(&t)?));
-                }
-                b'S' => {
-                    let t = self.line()?.trim();
-                    let inner = t
-                        .strip_prefix('\'')
-                        .and_then(|s| s.strip_suffix('\''))
-                        .or_else(|| t.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
-                        .ok_or_else(|| format!("bad STRING {t:?}"))?;
-                    self.stack.push(Value::Str(inner.replace("\\'", "'")));
-                }
-                b'T' | b'U' => {
-                    let n = if op == b'T' {
-                        self.sized(4)?
-                    } else {
-                        usize::from(self.u8()?)
-                    };
-                    let s = self.take(n)?;
-                    self.stack
-                        .push(Value::Str(s.iter().map(|&b| char::from(b)).collect()));
-                }
-                b'B' | b'C' | 0x8e | 0x96 => {
-                    let n = match op {
-                        b'B' => self.sized(4)?,
-                        b'C' => usize::from(self.u8()?),
-                        _ => self.sized(8)?,
-                    };
-                    let s = self.take(n)?;
-                    self.stack.push(Value::Bytes(s.to_vec()));
-                }
-                b']' => self.stack.push(Value::List(Vec::new())),
-                b')' => self.stack.push(Value::Tuple(Vec::new())),
-                b'}' => self.stack.push(Value::Dict(Vec::new())),
-                0x8f => self.stack.push(Value::List(Vec::new())),
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::List(items));
-                }
-                b't' | 0x91 => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let n = usize::from(op - 0x84);
-                    if self.stack.len() < n {
-                        return Err("stack underflow".into());
-                    }
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Value::Tuple(items));
-                }
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    let pairs = pairs(items)?;
-                    self.stack.push(Value::Dict(pairs));
-                }
-                b'a' => {
-                    let v = self.pop()?;
-                    match self.top()? {
-                        Value::List(items) => items.push(v),
-                        other => return Err(format!("APPEND to a {}", other.kind())),
-                    }
-                }
-                b'e' | 0x90 => {
-                    let vs = self.pop_mark()?;
-                    match self.top()? {
-                        Value::List(items) => items.extend(vs),
-                        other => return Err(format!("APPENDS to a {}", other.kind())),
-                    }
-                }
-                b's' | b'u' => {
-                    let items = if op == b's' {
-                        let v = self.pop()?;
-                        let k = self.pop()?;
-                        vec![k, v]
-                    } else {
-                        self.pop_mark()?
-                    };
-                    let new = pairs(items)?;
-                    match self.top()? {
-                        Value::Dict(d) => d.extend(new),
-                        other => return Err(format!("SETITEM on a {}", other.kind())),
-                    }
-                }
-                b'p' => {
-                    let i = self.line()?.trim().parse().map_err(|_| "bad PUT index")?;
-                    let v = self.top()?.clone();
-                    self.memo.insert(i, v);
-                }
-                b'q' | b'r' => {
-                    let i = if op == b'q' {
-                        usize::from(self.u8()?)
-                    } else {
-                        self.sized(4)?
-                    };
-                    let v = self.top()?.clone();
-                    self.memo.insert(i, v);
-                }
-                0x94 => {
-                    let v = self.top()?.clone();
-                    self.memo.insert(self.memo.len(), v);
-                }
-                b'g' | b'h' | b'j' => {
-                    let i = match op {
-                        b'g' => self.line()?.trim().parse().map_err(|_| "bad GET index")?,
-                        b'h' => usize::from(self.u8()?),
-                        _ => self.sized(4)?,
-                    };
-                    let v = self
-                        .memo
-                        .get(&i)
-                        .cloned()
-                        .ok_or_else(|| format!("memo {i} was never stored"))?;
-                    self.stack.push(v);
-                }
-                b'c' => {
-                    let module = self.line()?.to_owned();
-                    let name = self.line()?.to_owned();
-                    self.stack.push(Value::Global(module, name));
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.stack.push(Value::Global(m, n)),
-                        _ => return Err("STACK_GLOBAL needs two strings".into()),
-                    }
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let func = self.pop()?;
-                    let v = reduce(func, args)?;
-                    self.stack.push(v);
-                }
-                0x81 => {
-                    let _args = self.pop()?;
-                    let cls = self.pop()?;
-                    self.stack.push(Value::Object(format!("{cls:?}")));
-                }
-                0x92 => {
-                    let _kwargs = self.pop()?;
-                    let _args = self.pop()?;
-                    let cls = self.pop()?;
-                    self.stack.push(Value::Object(format!("{cls:?}")));
-                }
-                b'b' => {
-                    let state = self.pop()?;
-                    let obj = self.pop()?;
-                    self.stack.push(build(obj, state)?);
-                }
-                _ => {
-                    return Err(format!(
-                        "opcode 0x{op:02x} at byte {at} is not supported by this reader"
-                    ))
-                }
-            }
-        }
-    }
-}
-
-fn pairs(items: Vec<Value>) -> PResult<Vec<(Value, Value)>> {
-    if items.len() % 2 != 0 {
-        return Err("odd number of dict items".into());
-    }
-    let mut it = items.into_iter();
-    let mut out = Vec::new();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        out.push((k, v));
-    }
-    Ok(out)
-}
-
 fn is_numpy(module: &str) -> bool {
     module == "numpy" || module.starts_with("numpy.")
 }
 
 /// `func(*args)` for the few callables a NumPy label pickle uses.
-fn reduce(func: Value, args: Value) -> PResult<Value> {
+fn reduce(func: Value, args: Vec<Value>) -> PResult<Value> {
     let Value::Global(module, name) = func else {
-        return Err(format!("REDUCE on a {}", func.kind()));
-    };
-    let args = match args {
-        Value::Tuple(a) => a,
-        other => return Err(format!("REDUCE arguments are a {}", other.kind())),
+        return Err(format!("REDUCE on {}", func.describe()));
     };
     let mut a = args.into_iter();
     match (module.as_str(), name.as_str()) {
@@ -922,37 +583,37 @@ fn reduce(func: Value, args: Value) -> PResult<Value> {
             _ => Err("unsupported _codecs.encode call".into()),
         },
         (m, "dtype") if is_numpy(m) => match a.next() {
-            Some(Value::Str(descr)) => Ok(Value::Dtype(descr, '=')),
+            Some(Value::Str(descr)) => Ok(Value::Obj(NpObj::Dtype(descr, '='))),
             _ => Err("numpy.dtype without a descr".into()),
         },
         (m, "scalar") if is_numpy(m) => match (a.next(), a.next()) {
-            (Some(Value::Dtype(descr, order)), Some(Value::Bytes(raw))) => {
+            (Some(Value::Obj(NpObj::Dtype(descr, order))), Some(Value::Bytes(raw))) => {
                 decode_scalar(&descr, order, &raw)
                     .ok_or_else(|| format!("numpy scalar of dtype {descr:?} not supported"))
             }
             _ => Err("numpy scalar without dtype and bytes".into()),
         },
-        (m, "_reconstruct") if is_numpy(m) => Ok(Value::Array(
+        (m, "_reconstruct") if is_numpy(m) => Ok(Value::Obj(NpObj::Array(
             Vec::new(),
             Box::new(Value::None),
             Box::new(Value::None),
-        )),
+        ))),
         (m, "_frombuffer") if is_numpy(m) => {
             let (buf, dtype, shape) = (a.next(), a.next(), a.next());
             match (buf, dtype, shape) {
                 (
                     Some(Value::Bytes(raw)),
-                    Some(dtype @ Value::Dtype(..)),
-                    Some(Value::Tuple(s)),
-                ) => Ok(Value::Array(
+                    Some(dtype @ Value::Obj(NpObj::Dtype(..))),
+                    Some(Value::Tuple(s, _)),
+                ) => Ok(Value::Obj(NpObj::Array(
                     shape_of(s)?,
                     Box::new(dtype),
                     Box::new(Value::Bytes(raw)),
-                )),
+                ))),
                 _ => Err("numpy _frombuffer call not understood".into()),
             }
         }
-        _ => Ok(Value::Object(format!("{module}.{name}"))),
+        _ => Ok(Value::Obj(NpObj::Opaque(format!("{module}.{name}")))),
     }
 }
 
@@ -961,7 +622,7 @@ fn shape_of(items: Vec<Value>) -> PResult<Vec<usize>> {
         .into_iter()
         .map(|v| match v {
             Value::Int(i) => usize::try_from(i).map_err(|_| "negative dimension".to_string()),
-            other => Err(format!("dimension is a {}", other.kind())),
+            other => Err(format!("dimension is {}", other.describe())),
         })
         .collect()
 }
@@ -969,18 +630,18 @@ fn shape_of(items: Vec<Value>) -> PResult<Vec<usize>> {
 /// `obj.__setstate__(state)` for dtypes and arrays; other objects stay opaque.
 fn build(obj: Value, state: Value) -> PResult<Value> {
     match (obj, state) {
-        (Value::Dtype(descr, _), Value::Tuple(s)) => {
+        (Value::Obj(NpObj::Dtype(descr, _)), Value::Tuple(s, _)) => {
             let order = match s.get(1) {
                 Some(Value::Str(o)) => o.chars().next().unwrap_or('='),
                 _ => '=',
             };
-            Ok(Value::Dtype(descr, order))
+            Ok(Value::Obj(NpObj::Dtype(descr, order)))
         }
-        (Value::Array(..), Value::Tuple(s)) if s.len() == 5 => {
+        (Value::Obj(NpObj::Array(..)), Value::Tuple(s, _)) if s.len() == 5 => {
             let mut it = s.into_iter().skip(1);
             let (shape, dtype, fortran, data) = (it.next(), it.next(), it.next(), it.next());
             let shape = match shape {
-                Some(Value::Tuple(items)) => shape_of(items)?,
+                Some(Value::Tuple(items, _)) => shape_of(items)?,
                 _ => return Err("array state without a shape".into()),
             };
             if fortran == Some(Value::Bool(true)) {
@@ -994,29 +655,12 @@ fn build(obj: Value, state: Value) -> PResult<Value> {
                 Some(v) => v,
                 None => Value::None,
             };
-            Ok(Value::Array(
+            Ok(Value::Obj(NpObj::Array(
                 shape,
                 Box::new(dtype.unwrap_or(Value::None)),
                 Box::new(data),
-            ))
+            )))
         }
         (obj, _) => Ok(obj),
     }
-}
-
-/// Decodes Python's `raw-unicode-escape` (protocol 0 `UNICODE` opcode).
-fn raw_unicode_unescape(text: &str) -> PResult<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\\' && matches!(chars.peek(), Some('u') | Some('U')) {
-            let width = if chars.next() == Some('u') { 4 } else { 8 };
-            let hex: String = chars.by_ref().take(width).collect();
-            let code = u32::from_str_radix(&hex, 16).map_err(|_| format!("bad escape \\{hex}"))?;
-            out.push(char::from_u32(code).ok_or_else(|| format!("bad code point {code:x}"))?);
-        } else {
-            out.push(c);
-        }
-    }
-    Ok(out)
 }

@@ -107,6 +107,13 @@ pub fn parse_skeleton_bytes(bytes: &[u8], path: &Path) -> Result<RawSeq> {
             format!("no body in any of the {frames} frames"),
         ));
     }
+    if let Some((line, _)) = lines.next_nonblank() {
+        return Err(DataError::parse(
+            path,
+            line,
+            format!("content after the last of the {frames} frames the header announces (wrong frame count?)"),
+        ));
+    }
     Ok(RawSeq { frames, data })
 }
 
@@ -165,6 +172,14 @@ fn parse_count(text: &[u8], path: &Path, line: usize, what: &str) -> Result<usiz
 }
 
 pub(crate) fn not_a_number(field: &[u8], path: &Path, line: usize) -> DataError {
+    let std_float = std::str::from_utf8(field).ok().map(str::parse::<f64>);
+    if let Some(Ok(_)) = std_float {
+        return DataError::parse(
+            path,
+            line,
+            format!("not a finite float32 number: {:?}", lossy(field)),
+        );
+    }
     DataError::parse(path, line, format!("not a number: {:?}", lossy(field)))
 }
 
@@ -242,9 +257,10 @@ fn parse_usize(field: &[u8]) -> Option<usize> {
 }
 
 /// Parses a decimal float (`0.2181153`, `-1.4e-05`, `3`, `.5`) as `f64` rounded to `f32`,
-/// the value Python's `float()` stored into a float32 array gives.
+/// the value Python's `float()` stored into a float32 array gives. `None` for a value
+/// that overflows `f32` (`1e39`): nothing non-finite enters a store.
 pub(crate) fn parse_f32(field: &[u8]) -> Option<f32> {
-    parse_f64(field).map(|v| v as f32)
+    parse_f64(field).map(|v| v as f32).filter(|v| v.is_finite())
 }
 
 /// Exact powers of ten representable in `f64`.
@@ -330,7 +346,10 @@ pub(crate) fn parse_f64(field: &[u8]) -> Option<f64> {
         // standard parser sees only a plain decimal number.
         std::str::from_utf8(digits).ok()?.parse::<f64>().ok()?
     };
-    Some(if negative { -value } else { value })
+    // `1e400` parses to inf: refused like the tokens `inf` and `nan`.
+    value
+        .is_finite()
+        .then_some(if negative { -value } else { value })
 }
 
 /// Appends a decimal digit; false (and `mantissa` unchanged) on overflow.

@@ -2,8 +2,9 @@
 //! line, 150 numbers = 2 persons x 25 joints x xyz), per-video label `.txt` (lines
 //! `class,start,end,confidence`, class 1-based of 51) and the benchmark split files
 //! (`Training videos: 0002-L, 0002-M, ...` then `Validataion videos: ...`). An action
-//! instance is frames `[start - 1, end)` of its video (AimCLR's cut), which then goes
-//! through the same frame-50 normalisation as NTU.
+//! instance is frames `[start - 1, end)` of its video (AimCLR's cut), centre-cropped
+//! to 300 frames when longer (AimCLR's reader), which then goes through the same
+//! frame-50 normalisation as NTU.
 
 use std::path::Path;
 
@@ -162,6 +163,21 @@ pub fn cut_instance(seq: &RawSeq, start: usize, end: usize) -> Option<RawSeq> {
         data.extend_from_slice(&seq.data[base + from * row..base + to * row]);
     }
     Some(RawSeq { frames: len, data })
+}
+
+/// Frames AimCLR keeps of an instance: longer ones are centre-cropped to this many
+/// before the frame-50 resize (Levigty/AimCLR `tools/utils/pku_read_skeleton.py`,
+/// `read_xyz`).
+pub const PKU_MAX_FRAMES: usize = 300;
+
+/// The middle `max` frames of `seq` when it is longer (AimCLR's crop: first kept
+/// frame `(len - max) / 2`, rounded down); `seq` itself otherwise.
+pub fn center_crop(seq: RawSeq, max: usize) -> RawSeq {
+    if seq.frames <= max || max == 0 {
+        return seq;
+    }
+    let from = (seq.frames - max) / 2;
+    cut_instance(&seq, from + 1, from + max).unwrap_or(seq)
 }
 
 /// Video ids of a PKU-MMD benchmark split.

@@ -12,7 +12,6 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,7 +22,8 @@ use super::normalize::frame50;
 use super::npy::{read_label_pickle, read_npy_i64, NpyReader};
 use super::ntu::{parse_skeleton_file, NtuBenchmark, NtuDataset, NtuName};
 use super::pku::{
-    cut_instance, parse_pku_skeleton_file, read_pku_labels, read_pku_split, PKU_CLASSES,
+    center_crop, cut_instance, parse_pku_skeleton_file, read_pku_labels, read_pku_split,
+    PKU_CLASSES, PKU_MAX_FRAMES,
 };
 use super::store::{StoreMeta, StoreWriter};
 use super::{RawSeq, CHANNELS, NTU_JOINTS, PERSONS};
@@ -233,6 +233,7 @@ pub fn prepare_ntu(opts: &PrepareNtuOpts) -> Result<PrepareReport> {
     }
     report.train = writer.len("train")?;
     report.test = writer.len("test")?;
+    check_some_samples(&report, &opts.out)?;
     writer.finish()?;
     progress.finish();
     Ok(report.finish(start))
@@ -318,7 +319,7 @@ pub fn prepare_pku(opts: &PreparePkuOpts) -> Result<PrepareReport> {
                             train: *train,
                             name: format!("{id}_{:03}", k + 1),
                             label: a.label(),
-                            x: frame50(&cut, frames),
+                            x: frame50(&center_crop(cut, PKU_MAX_FRAMES), frames),
                         })
                     })
                     .collect()
@@ -340,6 +341,7 @@ pub fn prepare_pku(opts: &PreparePkuOpts) -> Result<PrepareReport> {
     }
     report.train = writer.len("train")?;
     report.test = writer.len("test")?;
+    check_some_samples(&report, &opts.out)?;
     writer.finish()?;
     progress.finish();
     Ok(report.finish(start))
@@ -397,13 +399,31 @@ pub fn prepare_npy(opts: &PrepareNpyOpts) -> Result<PrepareReport> {
     let sample_len = meta.sample_len();
     let mut writer = StoreWriter::create(&opts.out, &meta)?;
     let mut buf = Vec::new();
-    for (split, reader, names, y) in [
-        ("train", &mut train, &train_names, &train_y),
-        ("test", &mut test, &test_names, &test_y),
+    for (split, reader, names, y, file) in [
+        (
+            "train",
+            &mut train,
+            &train_names,
+            &train_y,
+            &opts.train_data,
+        ),
+        ("test", &mut test, &test_names, &test_y, &opts.test_data),
     ] {
-        for (names, y) in names.chunks(BLOCK).zip(y.chunks(BLOCK)) {
+        for (k, (names, y)) in names.chunks(BLOCK).zip(y.chunks(BLOCK)).enumerate() {
             buf.resize(y.len() * sample_len, 0.0);
             reader.read_f32(&mut buf)?;
+            // Nothing non-finite enters a store.
+            if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
+                let i = i / sample_len;
+                return Err(DataError::format(
+                    file,
+                    format!(
+                        "sample {} ({}) holds a non-finite value",
+                        k * BLOCK + i,
+                        names[i]
+                    ),
+                ));
+            }
             writer.append(split, &buf, y, names)?;
         }
     }
@@ -444,11 +464,34 @@ fn read_labels_any(path: &Path, split: &str) -> Result<(Vec<String>, Vec<i64>)> 
 }
 
 fn check_frames(frames: usize) -> Result<()> {
-    if frames == 0 {
-        Err(DataError::Invalid("frames must be positive".into()))
-    } else {
+    if (1..=MAX_FRAMES).contains(&frames) {
         Ok(())
+    } else {
+        Err(DataError::Invalid(format!(
+            "--frames {frames}: must be in 1..={MAX_FRAMES}"
+        )))
     }
+}
+
+/// Largest `--frames` (NTU's longest sequence has 300).
+pub const MAX_FRAMES: usize = 10_000;
+
+/// An empty store is an error (every file skipped, or none in either split); the
+/// temporary file is removed when the writer is dropped.
+fn check_some_samples(report: &PrepareReport, out: &Path) -> Result<()> {
+    if report.train + report.test > 0 {
+        return Ok(());
+    }
+    let first = report
+        .skipped
+        .first()
+        .map(|(f, why)| format!("; first: {f}: {why}"))
+        .unwrap_or_default();
+    Err(DataError::Invalid(format!(
+        "no sample for {}: {} file(s) skipped{first}",
+        out.display(),
+        report.skipped.len()
+    )))
 }
 
 /// Files `dir/*.ext`, sorted by name.
@@ -517,60 +560,23 @@ pub fn write_skeleton_text(seq: &RawSeq, bodies: usize) -> String {
     s
 }
 
-/// Progress on stderr: an indicatif bar on a terminal, else a line every ~10%.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    label: &'static str,
-    total: usize,
-    done: usize,
-    next_tenth: usize,
-    enabled: bool,
-}
+/// Progress of a preparation step ([`crate::progress`]); silent unless `enabled`.
+struct Progress(Option<crate::progress::Progress>);
 
 impl Progress {
-    fn new(label: &'static str, total: usize, enabled: bool) -> Self {
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
-            ) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_message(label);
-            bar
-        });
-        Self {
-            bar,
-            label,
-            total,
-            done: 0,
-            next_tenth: 1,
-            enabled,
-        }
+    fn new(label: &str, total: usize, enabled: bool) -> Self {
+        Self(enabled.then(|| crate::progress::Progress::with_plain_lines(label, total as u64)))
     }
 
     fn inc(&mut self, n: usize) {
-        self.done += n;
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        } else if self.enabled && self.total > 0 {
-            let tenth = self.done * 10 / self.total;
-            if tenth >= self.next_tenth {
-                eprintln!(
-                    "{}: {}/{} ({}%)",
-                    self.label,
-                    self.done,
-                    self.total,
-                    self.done * 100 / self.total
-                );
-                self.next_tenth = tenth + 1;
-            }
+        if let Some(p) = &mut self.0 {
+            p.inc(n as u64);
         }
     }
 
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish();
+    fn finish(&mut self) {
+        if let Some(p) = &mut self.0 {
+            p.finish();
         }
     }
 }

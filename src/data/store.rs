@@ -108,6 +108,13 @@ impl SplitData {
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
+
+    /// The first sample holding a non-finite value: `(sample index, the value)`.
+    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        let per = self.x.len() / self.y.len().max(1);
+        let k = self.x.iter().position(|v| !v.is_finite())?;
+        Some((k / per.max(1), self.x[k]))
+    }
 }
 
 /// Writes a whole store at once (see [`StoreWriter`] to stream samples in).
@@ -177,9 +184,16 @@ impl StoreWriter {
         let file_name = path
             .file_name()
             .ok_or_else(|| DataError::format(path, "store path has no file name"))?;
+        // 0666 before the umask, like any Unix tool (tempfile's default is 0600).
+        crate::io::remove_stale_temps(path);
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", file_name.to_string_lossy()))
+            .prefix(&format!(
+                ".{}.{}.",
+                file_name.to_string_lossy(),
+                std::process::id()
+            ))
             .suffix(".tmp")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(&dir)
             .map_err(|e| DataError::io(&dir, e))?
             .into_temp_path();
@@ -584,6 +598,33 @@ impl Store {
         Ok((x, y))
     }
 
+    /// Checks that every value of `split` is finite, reading `CHECK_CHUNK` samples at a
+    /// time (memory stays bounded). The error names the store, the split and the first
+    /// bad sample by index and name.
+    pub fn check_finite(&self, split: &str) -> Result<()> {
+        const CHECK_CHUNK: usize = 256;
+        let n = self.len(split)?;
+        let mut start = 0;
+        while start < n {
+            let count = CHECK_CHUNK.min(n - start);
+            let chunk = SplitData {
+                x: self.read_x_rows(split, start..start + count)?,
+                y: vec![0; count],
+                names: Vec::new(),
+            };
+            if let Some((i, v)) = chunk.first_non_finite() {
+                let i = start + i;
+                let name = self
+                    .read_name_rows(split, i..i + 1)?
+                    .pop()
+                    .unwrap_or_default();
+                return Err(non_finite(&self.path, split, i, &name, v));
+            }
+            start += count;
+        }
+        Ok(())
+    }
+
     fn read_x_rows(&self, split: &str, rows: Range<usize>) -> Result<Vec<f32>> {
         let arr = self
             .split(split)?
@@ -603,6 +644,17 @@ impl Store {
             .map_err(h5(&self.path, &format!("{split}/name")))?;
         Ok(arr.iter().map(|s| s.as_str().to_owned()).collect())
     }
+}
+
+/// The error for a non-finite value in sample `index` (`name`) of `split`.
+pub fn non_finite(path: &Path, split: &str, index: usize, name: &str, value: f32) -> DataError {
+    DataError::format(
+        path,
+        format!(
+            "{split}: sample {index} ({name}) holds a non-finite value ({value}); \
+             fix or drop it (prepare --skip-bad) before training or evaluation"
+        ),
+    )
 }
 
 /// The selection of whole samples `rows` of an `ndim`-dimensional dataset.

@@ -29,12 +29,12 @@
 //! Coordinates follow the Kinect camera frame: metres, x to the performer's right when
 //! facing the camera, y up, z away from the camera (performers stand 2.5-4 m away).
 //!
-//! Reproducibility: every sample has its own [`StdRng`] seeded from (seed, split, index),
+//! Reproducibility: every sample has its own [`PstlRng`] seeded from (seed, split, index),
 //! so the output is the same for any number of rayon threads.
 
 use std::f32::consts::{FRAC_1_SQRT_2, PI, TAU};
 
-use rand::rngs::StdRng;
+use crate::rng::PstlRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
@@ -205,7 +205,7 @@ fn generate_split(opts: &SynthOpts, split: u64, per_class: usize) -> SynthSplit 
         x.par_chunks_mut(sample_len)
             .enumerate()
             .for_each(|(i, out)| {
-                let mut rng = StdRng::seed_from_u64(sample_seed(opts.seed, split, i as u64));
+                let mut rng = PstlRng::seed_from_u64(sample_seed(opts.seed, split, i as u64));
                 let raw = generate_raw(label(i), &mut rng);
                 out.copy_from_slice(&frame50(&raw, opts.frames));
             });

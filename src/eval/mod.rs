@@ -67,8 +67,16 @@ pub fn load_data(cfg: &Config) -> Result<EvalData> {
         );
     }
     let shape = meta.sample_shape();
-    let (train_x, train_y, train_names) = to_tensors(store.read_split("train")?, shape);
-    let (test_x, test_y, _) = to_tensors(store.read_split("test")?, shape);
+    let read = |split: &str| -> Result<crate::data::store::SplitData> {
+        let data = store.read_split(split)?;
+        if let Some((i, v)) = data.first_non_finite() {
+            let name = data.names.get(i).map_or("", String::as_str);
+            return Err(crate::data::store::non_finite(&cfg.data.path, split, i, name, v).into());
+        }
+        Ok(data)
+    };
+    let (train_x, train_y, train_names) = to_tensors(read("train")?, shape);
+    let (test_x, test_y, _) = to_tensors(read("test")?, shape);
     if train_y.size()[0] == 0 || test_y.size()[0] == 0 {
         bail!(
             "{}: the train and test splits must both be non-empty",
@@ -123,6 +131,19 @@ pub fn features(
         start += len;
     }
     Tensor::cat(&out, 0)
+}
+
+/// An error when `t` holds a NaN or an infinity (`what` names it: features of a split,
+/// scores of a file): evaluation never reports figures computed from them.
+pub fn check_finite(t: &Tensor, what: &str) -> Result<()> {
+    let bad = t.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
+    if bad > 0 {
+        bail!(
+            "{what}: {bad} non-finite value(s) (of {}); the encoder or the input is broken",
+            t.numel()
+        );
+    }
+    Ok(())
 }
 
 /// Fraction (percent) of rows whose label is among the `k` highest logits.

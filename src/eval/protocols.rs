@@ -1,12 +1,14 @@
 //! The protocols themselves; see the module header of `eval`.
 
-use super::{classifier, confusion, features, load_data, load_encoder, topk_accuracy, EvalData};
+use super::{
+    check_finite, classifier, confusion, features, load_data, load_encoder, topk_accuracy, EvalData,
+};
 use crate::augment::augment;
-use crate::config::Config;
+use crate::config::{Config, EnsembleMode};
 use crate::optim::{cosine, Adam};
 use crate::progress::Progress;
+use crate::rng::PstlRng;
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -28,6 +30,9 @@ pub struct EpochRow {
     pub test_top1: f64,
     /// Test top-5 (percent).
     pub test_top5: f64,
+    /// Test top-1 averaged over test batches of `eval.batch_size` in order, as the
+    /// authors' logger does (differs from per-sample when the last batch is partial).
+    pub test_top1_batch_mean: f64,
 }
 
 /// Outcome of training a classifier.
@@ -43,6 +48,8 @@ pub struct ClassifierResult {
     pub last_top5: f64,
     /// Best top-5 over epochs.
     pub best_top5: f64,
+    /// Best batch-averaged top-1 over epochs (the figure the authors' logs print).
+    pub best_top1_batch_mean: f64,
     /// Every epoch.
     pub epochs: Vec<EpochRow>,
 }
@@ -51,6 +58,8 @@ pub struct ClassifierResult {
 pub struct EvalOutput {
     /// Output folder.
     pub dir: PathBuf,
+    /// Class names for the confusion matrix and the per-class table (may be empty).
+    pub class_names: Vec<String>,
 }
 
 impl EvalOutput {
@@ -59,7 +68,14 @@ impl EvalOutput {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(EvalOutput {
             dir: dir.to_path_buf(),
+            class_names: Vec::new(),
         })
+    }
+
+    /// Use `names` in plots and tables ([`crate::data::classes`]).
+    pub fn with_class_names(mut self, names: Vec<String>) -> Self {
+        self.class_names = names;
+        self
     }
 
     /// `results.json`, atomically.
@@ -100,7 +116,7 @@ impl EvalOutput {
         )
     }
 
-    /// `scores.npy` (test logits) and `confusion.png`.
+    /// `scores.npy` (test logits), `confusion.png` and `per_class.md` (per-class top-1).
     pub fn write_scores(
         &self,
         prefix: &str,
@@ -108,6 +124,7 @@ impl EvalOutput {
         y: &Tensor,
         classes: i64,
     ) -> Result<()> {
+        check_finite(logits, &format!("{prefix}test scores"))?;
         let logits = logits
             .to_device(Device::Cpu)
             .to_kind(Kind::Float)
@@ -119,11 +136,17 @@ impl EvalOutput {
             &data,
             &shape,
         )?;
-        crate::plot::confusion_plot(
+        let matrix = confusion(&logits, y, classes);
+        crate::io::atomic_write(
+            &self.dir.join(format!("{prefix}per_class.md")),
+            per_class_table(&matrix, &self.class_names).as_bytes(),
+        )?;
+        crate::plot::confusion_plot_named(
             &self.dir.join(format!("{prefix}confusion.png")),
             "confusion (rows: true class)",
-            &confusion(&logits, y, classes),
+            &matrix,
             true,
+            &self.class_names,
         )
     }
 }
@@ -131,7 +154,7 @@ impl EvalOutput {
 /// Shuffled mini-batches of `0..n` for `epoch` under `seed`.
 fn batches(n: usize, batch: usize, seed: u64, epoch: usize) -> Vec<Vec<i64>> {
     let mut idx: Vec<i64> = (0..n as i64).collect();
-    let mut rng = StdRng::seed_from_u64(crate::train::step_seed(seed, epoch as u64));
+    let mut rng = PstlRng::seed_from_u64(crate::train::step_seed(seed, epoch as u64));
     idx.shuffle(&mut rng);
     idx.chunks(batch).map(|c| c.to_vec()).collect()
 }
@@ -179,6 +202,7 @@ pub fn train_linear_on_features(
             train_loss: loss_sum.double_value(&[]) / count.max(1) as f64,
             test_top1: topk_accuracy(&logits, test_y, 1),
             test_top5: topk_accuracy(&logits, test_y, 5),
+            test_top1_batch_mean: batch_mean_top1(&logits, test_y, e.batch_size),
         });
         bar.set_message(format!(
             "test top-1 {:.2}",
@@ -202,6 +226,7 @@ fn summarise(epochs: Vec<EpochRow>) -> ClassifierResult {
             train_loss: f64::NAN,
             test_top1: 0.0,
             test_top5: 0.0,
+            test_top1_batch_mean: 0.0,
         });
     let last = epochs.last().cloned().unwrap_or(best.clone());
     ClassifierResult {
@@ -210,6 +235,10 @@ fn summarise(epochs: Vec<EpochRow>) -> ClassifierResult {
         last_top1: last.test_top1,
         last_top5: last.test_top5,
         best_top5: epochs.iter().map(|r| r.test_top5).fold(0.0, f64::max),
+        best_top1_batch_mean: epochs
+            .iter()
+            .map(|r| r.test_top1_batch_mean)
+            .fold(0.0, f64::max),
         epochs,
     }
 }
@@ -299,6 +328,13 @@ pub fn load_classifier(
     Ok((fc, enc))
 }
 
+/// What the accuracy figures of a results object mean (written into every one).
+pub const ACCURACY_NOTE: &str = "top-1/top-5 are per-sample test accuracies (percent). \
+top1_best: the best epoch's, what the authors report and what `pstl report` compares \
+with the paper; top1_last: the last epoch's; top1_best_batch_mean: the best epoch's \
+accuracy averaged over test batches as the authors' logger computes it (equal to \
+per-sample unless the last batch is partial; per-sample is the correct average).";
+
 /// Top-1/top-5 (best and last epoch) into a results object.
 fn add_classifier_figures(v: &mut Value, res: &ClassifierResult) {
     v["top1_best"] = json!(res.best_top1);
@@ -306,15 +342,37 @@ fn add_classifier_figures(v: &mut Value, res: &ClassifierResult) {
     v["top5_best"] = json!(res.best_top5);
     v["top5_last"] = json!(res.last_top5);
     v["best_epoch"] = json!(res.best_epoch);
+    v["top1_best_batch_mean"] = json!(res.best_top1_batch_mean);
+    v["headline"] = json!("top1_best");
+    v["accuracy_note"] = json!(ACCURACY_NOTE);
+}
+
+/// Top-1 (percent) averaged over consecutive batches of `batch` test rows: the
+/// authors' `np.mean` over per-batch accuracies (YujieOuO/PSTL `logger.py`).
+pub fn batch_mean_top1(logits: &Tensor, y: &Tensor, batch: usize) -> f64 {
+    let n = logits.size()[0];
+    let batch = batch.max(1) as i64;
+    let mut accs = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let len = batch.min(n - start);
+        accs.push(topk_accuracy(
+            &logits.narrow(0, start, len),
+            &y.narrow(0, start, len),
+            1,
+        ));
+        start += len;
+    }
+    accs.iter().sum::<f64>() / accs.len().max(1) as f64
 }
 
 /// Eval-mode features of both splits (configured stream, no joints removed).
-fn split_features(
+pub fn split_features(
     enc: &crate::model::StGcn,
     data: &EvalData,
     cfg: &Config,
     device: Device,
-) -> (Tensor, Tensor) {
+) -> Result<(Tensor, Tensor)> {
     let layout = cfg.layout();
     let f = |x: &Tensor| {
         features(
@@ -327,13 +385,46 @@ fn split_features(
             device,
         )
     };
-    (f(&data.train_x), f(&data.test_x))
+    let (train_f, test_f) = (f(&data.train_x), f(&data.test_x));
+    check_finite(&train_f, "features of the train split")?;
+    check_finite(&test_f, "features of the test split")?;
+    Ok((train_f, test_f))
+}
+
+/// `{"dataset": .., "benchmark": .., "num_classes": ..}` from the store's attributes
+/// (what `pstl report` files a result under); null when the store cannot be read.
+fn benchmark_json(cfg: &Config) -> Value {
+    match crate::data::store::Store::open(&cfg.data.path) {
+        Ok(store) => {
+            let m = store.meta();
+            json!({"dataset": m.dataset, "benchmark": m.benchmark, "num_classes": m.num_classes})
+        }
+        Err(_) => Value::Null,
+    }
+}
+
+/// Markdown table of per-class test samples and top-1 (%) from a confusion matrix.
+pub fn per_class_table(matrix: &[Vec<u64>], names: &[String]) -> String {
+    let mut s = String::from("| class | name | test samples | top-1 (%) |\n|---|---|---|---|\n");
+    for (t, row) in matrix.iter().enumerate() {
+        let n: u64 = row.iter().sum();
+        let hit = row.get(t).copied().unwrap_or(0);
+        let acc = if n > 0 {
+            format!("{:.2}", 100.0 * hit as f64 / n as f64)
+        } else {
+            "n/a".into()
+        };
+        let name = names.get(t).map(String::as_str).unwrap_or("");
+        s.push_str(&format!("| {t} | {name} | {n} | {acc} |\n"));
+    }
+    s
 }
 
 fn base_json(cfg: &Config, protocol: &str, ckpt: Option<&Path>) -> Result<Value> {
     Ok(json!({
         "protocol": protocol,
         "dataset": cfg.data.path.display().to_string(),
+        "benchmark": benchmark_json(cfg),
         "stream": cfg.data.stream.name(),
         "checkpoint": ckpt.map(|p| p.display().to_string()),
         "checkpoint_sha256": match ckpt { Some(p) => Some(crate::io::sha256_file(p)?), None => None },
@@ -361,8 +452,8 @@ pub fn linear_with_data(
     data: &EvalData,
 ) -> Result<Value> {
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
-    eprintln!("linear: encoder frozen; features computed once and cached (no augmentation)");
-    let (train_f, test_f) = split_features(&enc, data, cfg, device);
+    tracing::info!("linear: encoder frozen; features computed once and cached (no augmentation)");
+    let (train_f, test_f) = split_features(&enc, data, cfg, device)?;
     let (fc_vs, _fc, res, logits) = train_linear_on_features(
         &train_f,
         &data.train_y,
@@ -387,7 +478,7 @@ pub fn linear_with_data(
 pub fn knn(cfg: &Config, ckpt: Option<&Path>, device: Device, out: &EvalOutput) -> Result<Value> {
     let data = load_data(cfg)?;
     let (_evs, enc) = load_encoder(cfg, ckpt, device)?;
-    let (train_f, test_f) = split_features(&enc, &data, cfg, device);
+    let (train_f, test_f) = split_features(&enc, &data, cfg, device)?;
     let accs = knn_accuracy(
         &train_f,
         &data.train_y,
@@ -518,15 +609,16 @@ pub fn finetune_rows(
             }
             let sel: Vec<i64> = b.iter().map(|&j| rows[j as usize]).collect();
             let idx = Tensor::from_slice(&sel);
-            let mut x = data.train_x.index_select(0, &idx).to_device(device);
+            // Stream first, then augment, as in pretraining (`train::pstl_views`).
+            let x = data.train_x.index_select(0, &idx).to_device(device);
+            let mut x = cfg.data.stream.apply(&x, &layout);
             if e.finetune_augment {
-                let mut rng = StdRng::seed_from_u64(crate::train::step_seed(
+                let mut rng = PstlRng::seed_from_u64(crate::train::step_seed(
                     cfg.run.seed,
                     (epoch * 1_000_003 + i) as u64,
                 ));
                 x = augment(&x, &cfg.augment, &layout, &mut rng);
             }
-            let x = cfg.data.stream.apply(&x, &layout);
             let y = data.train_y.index_select(0, &idx).to_device(device);
             let logits = enc.forward_t(&x, true).apply(&fc);
             let loss = logits.cross_entropy_for_logits(&y);
@@ -552,6 +644,7 @@ pub fn finetune_rows(
             train_loss: loss_sum.double_value(&[]) / count.max(1) as f64,
             test_top1: topk_accuracy(&logits, &data.test_y, 1),
             test_top5: topk_accuracy(&logits, &data.test_y, 5),
+            test_top1_batch_mean: batch_mean_top1(&logits, &data.test_y, e.batch_size),
         });
         bar.set_message(format!(
             "test top-1 {:.2}",
@@ -587,17 +680,20 @@ pub fn finetune(
     Ok(v)
 }
 
-/// Per-class subset of `percent`% of the labels: `round(p * count)` (at least one)
-/// rows of every class, drawn with `seed`. Sorted row indices.
-pub fn semi_subset(labels: &[i64], percent: f64, seed: u64) -> Vec<i64> {
+/// Per-class subset of `percent`% of the labels: `round(p * count)` rows of every
+/// class, drawn with `seed`, rounding half to even as Python's `round` in the authors'
+/// `Feeder_semi` (YujieOuO/PSTL `dataset.py`), so a class may get none; `min_one`
+/// takes at least one of every class instead. Sorted row indices.
+pub fn semi_subset(labels: &[i64], percent: f64, seed: u64, min_one: bool) -> Vec<i64> {
     let mut by_class: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (i, &y) in labels.iter().enumerate() {
         by_class.entry(y).or_default().push(i as i64);
     }
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = PstlRng::seed_from_u64(seed);
     let mut out = Vec::new();
     for rows in by_class.values_mut() {
-        let take = ((percent / 100.0 * rows.len() as f64).round() as usize).clamp(1, rows.len());
+        let take = (percent / 100.0 * rows.len() as f64).round_ties_even() as usize;
+        let take = take.clamp(usize::from(min_one), rows.len());
         rows.shuffle(&mut rng);
         out.extend_from_slice(&rows[..take]);
     }
@@ -611,7 +707,14 @@ pub fn semi(cfg: &Config, ckpt: Option<&Path>, device: Device, out: &EvalOutput)
     let labels: Vec<i64> = Vec::try_from(&data.train_y)?;
     let mut v = base_json(cfg, "semi", ckpt)?;
     for &p in &cfg.eval.semi_percents {
-        let rows = semi_subset(&labels, p, cfg.run.seed);
+        let rows = semi_subset(&labels, p, cfg.run.seed, cfg.eval.semi_min_one);
+        if rows.len() < 2 {
+            eprintln!(
+                "warning: semi {p}%: {} labelled sample(s), nothing to fine-tune on \
+                 (round({p}% of each class) is 0; eval.semi_min_one = true takes one per class)",
+                rows.len()
+            );
+        }
         let tag = format!("semi{p}");
         let names: Vec<&str> = rows
             .iter()
@@ -627,9 +730,16 @@ pub fn semi(cfg: &Config, ckpt: Option<&Path>, device: Device, out: &EvalOutput)
         let (_e, _f, res, logits) = finetune_rows(cfg, ckpt, device, &data, Some(&rows), &tag)?;
         out.write_training(&tag, &res)?;
         out.write_scores(&format!("{tag}_"), &logits, &data.test_y, data.num_classes)?;
-        v[tag] =
-            json!({"samples": rows.len(), "top1_best": res.best_top1, "top1_last": res.last_top1});
+        v[tag] = json!({
+            "samples": rows.len(),
+            "top1_best": res.best_top1,
+            "top1_last": res.last_top1,
+            "top1_best_batch_mean": res.best_top1_batch_mean,
+            "best_epoch": res.best_epoch,
+        });
     }
+    v["headline"] = json!("top1_best");
+    v["accuracy_note"] = json!(ACCURACY_NOTE);
     out.write_results(&v)?;
     Ok(v)
 }
@@ -645,13 +755,17 @@ pub fn transfer(
     let Some(src) = ckpt else {
         bail!("transfer needs --checkpoint from the source dataset")
     };
-    let lin_out = EvalOutput::new(&out.dir.join("linear"))?;
+    let lin_out =
+        EvalOutput::new(&out.dir.join("linear"))?.with_class_names(out.class_names.clone());
     let lin = linear(cfg, Some(src), device, &lin_out)?;
-    let ft_out = EvalOutput::new(&out.dir.join("finetune"))?;
+    let ft_out =
+        EvalOutput::new(&out.dir.join("finetune"))?.with_class_names(out.class_names.clone());
     let ft = finetune(cfg, Some(src), device, &ft_out)?;
     let mut v = base_json(cfg, "transfer", ckpt)?;
     v["linear"] = json!({"top1_best": lin["top1_best"], "top1_last": lin["top1_last"]});
     v["finetune"] = json!({"top1_best": ft["top1_best"], "top1_last": ft["top1_last"]});
+    v["headline"] = json!("top1_best");
+    v["accuracy_note"] = json!(ACCURACY_NOTE);
     out.write_results(&v)?;
     Ok(v)
 }
@@ -669,10 +783,18 @@ pub fn robust(
 ) -> Result<Value> {
     let data = load_data(cfg)?;
     let layout = cfg.layout();
+    // Named part sets are checked before any training.
+    let part_sets = cfg
+        .eval
+        .robust_part_sets
+        .iter()
+        .map(|spec| part_set(&layout, spec))
+        .collect::<Result<Vec<_>>>()?;
     let cls_path = match classifier_path {
         Some(p) => p.to_path_buf(),
         None => {
-            let lin_out = EvalOutput::new(&out.dir.join("linear"))?;
+            let lin_out =
+                EvalOutput::new(&out.dir.join("linear"))?.with_class_names(out.class_names.clone());
             linear_with_data(cfg, ckpt, device, &lin_out, &data)?;
             lin_out.dir.join("classifier.safetensors")
         }
@@ -702,7 +824,13 @@ pub fn robust(
         parts.insert(name.to_string(), json!(a));
         bars.push((name.to_string(), a));
     }
-    let mut rng = StdRng::seed_from_u64(cfg.run.seed);
+    let mut sets = serde_json::Map::new();
+    for (name, joints) in part_sets {
+        let a = accuracy(&joints);
+        sets.insert(name.clone(), json!(a));
+        bars.push((name, a));
+    }
+    let mut rng = PstlRng::seed_from_u64(cfg.run.seed);
     let all: Vec<usize> = (0..layout.num_joints).collect();
     let mut by_k = vec![(0.0, full)];
     let mut k_json = serde_json::Map::new();
@@ -744,13 +872,41 @@ pub fn robust(
     v["classifier"] = json!(cls_path.display().to_string());
     v["top1_full"] = json!(full);
     v["parts"] = Value::Object(parts);
+    v["part_sets"] = Value::Object(sets);
     v["random_k"] = Value::Object(k_json);
     out.write_results(&v)?;
     Ok(v)
 }
 
-/// 3-stream ensemble: weighted sum of per-stream softmax scores (`scores.npy` from
-/// `linear` or `finetune` of each stream) against the test labels of the store.
+/// Several body parts removed at once: `"left_arm,right_leg"` -> the name
+/// `left_arm+right_leg` and the union of their joints (NTU anatomy names, as
+/// `Layout::parts`). Unknown names are errors listing the known ones.
+pub fn part_set(layout: &crate::model::Layout, spec: &str) -> Result<(String, Vec<usize>)> {
+    let mut names = Vec::new();
+    let mut joints = Vec::new();
+    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((_, js)) = layout.parts.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<&str> = layout.parts.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "eval.robust_part_sets / --parts: unknown body part `{name}` in `{spec}` (known: {})",
+                known.join(", ")
+            );
+        };
+        if !names.contains(&name) {
+            names.push(name);
+            joints.extend_from_slice(js);
+        }
+    }
+    if names.is_empty() {
+        bail!("eval.robust_part_sets / --parts: `{spec}` names no body part");
+    }
+    Ok((names.join("+"), joints))
+}
+
+/// 3-stream ensemble: weighted sum of per-stream scores (`scores.npy`, the test logits
+/// of `linear` or `finetune` of each stream) against the test labels of the store.
+/// `eval.ensemble_mode` picks raw logits (AimCLR's `ensemble_ntu_cs.py`: 0.6 joint,
+/// 0.6 bone, 0.4 motion) or softmax probabilities.
 pub fn ensemble(
     cfg: &Config,
     scores: &[PathBuf],
@@ -764,35 +920,68 @@ pub fn ensemble(
             weights.len()
         );
     }
+    crate::config::check_weights(weights)
+        .map_err(|why| anyhow::anyhow!("--weights {weights:?}: {why}"))?;
     let store = crate::data::store::Store::open(&cfg.data.path)?;
     let y = Tensor::from_slice(store.labels("test")?);
     let mut total: Option<Tensor> = None;
     let mut single = serde_json::Map::new();
+    let mut sources = Vec::new();
+    let mut classes = None;
     for (path, w) in scores.iter().zip(weights) {
+        // The protocol and stream of the scores, from the results.json beside them.
+        let sibling = path.with_file_name("results.json");
+        let info: Value = std::fs::read_to_string(&sibling)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        sources.push(json!({
+            "scores": path.display().to_string(),
+            "protocol": info["protocol"],
+            "stream": info["stream"],
+        }));
         let (data, shape) = crate::data::npy::read_npy_f32(path)?;
-        if shape.len() != 2 || shape[0] as i64 != y.size()[0] {
+        if shape.len() != 2 || shape[0] as i64 != y.size()[0] || shape[1] == 0 {
             bail!(
                 "{}: expected scores of shape ({}, classes), got {shape:?}",
                 path.display(),
                 y.size()[0]
             );
         }
+        let (first, c) = *classes.get_or_insert((path, shape[1]));
+        if c != shape[1] {
+            bail!(
+                "{}: {} classes, but {} has {c}: the scores must come from one dataset",
+                path.display(),
+                shape[1],
+                first.display()
+            );
+        }
         let s = Tensor::from_slice(&data).view([shape[0] as i64, shape[1] as i64]);
+        check_finite(&s, &path.display().to_string())?;
         single.insert(path.display().to_string(), json!(topk_accuracy(&s, &y, 1)));
-        let p = s.softmax(1, Kind::Float) * *w;
+        let p = match cfg.eval.ensemble_mode {
+            EnsembleMode::Logits => s * *w,
+            EnsembleMode::Softmax => s.softmax(1, Kind::Float) * *w,
+        };
         total = Some(match total {
             Some(t) => t + p,
             None => p,
         });
     }
-    let total = total.expect("at least one score file");
+    let Some(total) = total else {
+        bail!("ensemble: no scores file");
+    };
     let top1 = topk_accuracy(&total, &y, 1);
     let classes = total.size()[1];
     out.write_scores("ensemble_", &total, &y, classes)?;
     let v = json!({
         "protocol": "ensemble",
         "dataset": cfg.data.path.display().to_string(),
+        "benchmark": benchmark_json(cfg),
+        "mode": cfg.eval.ensemble_mode,
         "weights": weights,
+        "sources": sources,
         "single": single,
         "top1": top1,
         "top5": topk_accuracy(&total, &y, 5),

@@ -123,9 +123,9 @@ fn semi_subset_is_per_class_and_reproducible() {
         .map(|i| (i % 3) as i64)
         .chain((0..50).map(|_| 3))
         .collect();
-    let a = eval::semi_subset(&labels, 10.0, 1);
-    let b = eval::semi_subset(&labels, 10.0, 1);
-    let c = eval::semi_subset(&labels, 10.0, 2);
+    let a = eval::semi_subset(&labels, 10.0, 1, false);
+    let b = eval::semi_subset(&labels, 10.0, 1, false);
+    let c = eval::semi_subset(&labels, 10.0, 2, false);
     assert_eq!(a, b);
     assert_ne!(a, c);
     let per_class = |s: &[i64], k: i64| s.iter().filter(|&&i| labels[i as usize] == k).count();
@@ -133,12 +133,14 @@ fn semi_subset_is_per_class_and_reproducible() {
         assert_eq!(per_class(&a, k), 10);
     }
     assert_eq!(per_class(&a, 3), 5);
-    let one = eval::semi_subset(&labels, 1.0, 1);
+    let one = eval::semi_subset(&labels, 1.0, 1, true);
     assert_eq!(
         one.len(),
         4,
         "round(1% of 100) = 1 per class, at least 1 for the small class"
     );
+    let authors = eval::semi_subset(&labels, 1.0, 1, false);
+    assert_eq!(authors.len(), 3, "round(0.5) = 0 for the small class");
 }
 
 #[test]

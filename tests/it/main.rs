@@ -1,11 +1,15 @@
 //! The single integration-test binary of pstl (each test binary links libtorch, so
 //! there is only one). Modules mirror the library's.
 
+mod bad_input;
 mod cli;
 mod common;
 mod config;
 mod data;
+mod ecosystem;
 mod eval;
+mod fidelity;
+mod fuzz;
 mod interop;
 mod model;
 mod perf;

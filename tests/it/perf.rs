@@ -59,7 +59,7 @@ fn loss_and_grad(precision: &str) -> (f64, Tensor) {
     let trainer = Trainer::new(&cfg, Device::Cpu);
     tch::manual_seed(3);
     let x = Tensor::randn([8, 3, 50, 25, 2], (Kind::Float, Device::Cpu));
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut rng = pstl::rng::PstlRng::seed_from_u64(5);
     let views = pstl_views(&x, &cfg, &trainer.layout, &mut rng);
     let losses = views_losses(&trainer.model, &views, &cfg, true);
     assert_eq!(

@@ -246,3 +246,50 @@ fn failed_rename_removes_temp_file() {
     assert_eq!(listing(dir.path()), ["taken.png"]);
     assert!(target.join("keep").exists());
 }
+
+#[test]
+fn class_names_label_confusion_matrices_and_per_class_tables() {
+    use pstl::data::classes::class_names;
+    let ntu = class_names("ntu60", 60);
+    assert_eq!(
+        (ntu[0].as_str(), ntu[59].as_str()),
+        ("drink water", "walking apart from each other")
+    );
+    assert_eq!(class_names("ntu120", 120)[119], "finger-guessing game");
+    let synth: Vec<String> = pstl::data::synth::class_names(10)
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(class_names("synthetic", 10), synth);
+    assert_eq!(class_names("pku1", 3), ["class 0", "class 1", "class 2"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let names = class_names("ntu60", 5);
+    let (plain, named) = (dir.path().join("plain.png"), dir.path().join("named.png"));
+    confusion_plot(&plain, "confusion", &confusion(5), true).unwrap();
+    pstl::plot::confusion_plot_named(&named, "confusion", &confusion(5), true, &names).unwrap();
+    assert_eq!(png_size(&named), (700, 700));
+    assert_ne!(
+        std::fs::read(&plain).unwrap(),
+        std::fs::read(&named).unwrap()
+    );
+
+    // Through the evaluation output: 3 classes, logits pick class 0 for everything.
+    let out = pstl::eval::EvalOutput::new(&dir.path().join("eval"))
+        .unwrap()
+        .with_class_names(class_names("synthetic", 3));
+    let logits = tch::Tensor::from_slice(&[1.0f32, 0.0, 0.0].repeat(4)).view([4, 3]);
+    let y = tch::Tensor::from_slice(&[0i64, 0, 1, 2]);
+    out.write_scores("", &logits, &y, 3).unwrap();
+    let table = std::fs::read_to_string(dir.path().join("eval/per_class.md")).unwrap();
+    let s = &synth;
+    assert!(
+        table.contains(&format!("| 0 | {} | 2 | 100.00 |", s[0])),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("| 1 | {} | 1 | 0.00 |", s[1])),
+        "{table}"
+    );
+    assert!(dir.path().join("eval/confusion.png").exists());
+}

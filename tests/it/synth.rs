@@ -8,7 +8,7 @@ use pstl::data::synth::{
     SynthSplit, DEFAULT_CLASSES, MAX_CLASSES,
 };
 use pstl::data::{RawSeq, CHANNELS, FRAMES, NTU_JOINTS, PERSONS};
-use rand::rngs::StdRng;
+use pstl::rng::PstlRng;
 use rand::SeedableRng;
 
 /// The NTU bones of the method file (section 1), 0-based (child, parent), without the
@@ -110,9 +110,9 @@ fn same_seed_same_bytes_for_any_thread_count_and_other_seed_differs() {
     assert_ne!(bits(&tr1.x[..len]), bits(&te1.x[..len]));
 
     // generate_raw is a pure function of the rng state.
-    let a = generate_raw(3, &mut StdRng::seed_from_u64(5));
-    let b = generate_raw(3, &mut StdRng::seed_from_u64(5));
-    let c = generate_raw(3, &mut StdRng::seed_from_u64(6));
+    let a = generate_raw(3, &mut PstlRng::seed_from_u64(5));
+    let b = generate_raw(3, &mut PstlRng::seed_from_u64(5));
+    let c = generate_raw(3, &mut PstlRng::seed_from_u64(6));
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
@@ -187,7 +187,7 @@ fn zero_classes_panic() {
 fn every_class_gives_finite_raw_sequences_of_varied_length() {
     let mut lengths = Vec::new();
     for class in 0..MAX_CLASSES {
-        let mut rng = StdRng::seed_from_u64(100 + class as u64);
+        let mut rng = PstlRng::seed_from_u64(100 + class as u64);
         for _ in 0..3 {
             let raw = generate_raw(class, &mut rng);
             assert!(
@@ -226,9 +226,10 @@ fn normalised_person0_is_centred_on_joint20_with_shoulders_on_x() {
             let dz = at(x, FRAMES, 2, t, 8, 0) - at(x, FRAMES, 2, t, 4, 0);
             // Roughly on +x only: AimCLR picks one rotation sign per sequence, so frames
             // whose shoulder z has the other sign (a near-frontal view) keep twice their
-            // small angle, and arccos(v_x / (|v| + 1e-4)) leaves a few mrad.
+            // small angle, and arccos(v_x / (|v| + 1e-4)) leaves a few mrad. Bound: twice
+            // a 10 degree angle, tan(20°) = 0.36 (the ChaCha8 draws reach 0.30).
             assert!(
-                dx > 0.2 && dz.abs() < 0.3 * dx,
+                dx > 0.2 && dz.abs() < 0.36 * dx,
                 "sample {i} frame {t}: {dx} {dz}"
             );
         }
@@ -246,7 +247,7 @@ fn bone_lengths(raw: &RawSeq, t: usize, m: usize) -> Vec<f32> {
 #[test]
 fn bones_are_rigid_over_time_and_scale_with_the_body() {
     let reference = {
-        let raw = generate_raw_with(0, &Nuisance::none(), &mut StdRng::seed_from_u64(1));
+        let raw = generate_raw_with(0, &Nuisance::none(), &mut PstlRng::seed_from_u64(1));
         bone_lengths(&raw, 0, 0)
     };
     assert!(reference.iter().all(|&l| l > 0.02), "{reference:?}");
@@ -256,7 +257,7 @@ fn bones_are_rigid_over_time_and_scale_with_the_body() {
     };
     let mut thigh_ratio = Vec::new();
     for class in 0..MAX_CLASSES {
-        let mut rng = StdRng::seed_from_u64(500 + class as u64);
+        let mut rng = PstlRng::seed_from_u64(500 + class as u64);
         let raw = generate_raw_with(class, &no_noise, &mut rng);
         let persons = if is_two_person(class) { 2 } else { 1 };
         for m in 0..persons {
@@ -285,9 +286,9 @@ fn bones_are_rigid_over_time_and_scale_with_the_body() {
     assert!(hi / lo > 1.2, "body size hardly varies: {lo} .. {hi}");
 
     // With the default 1 cm joint noise, the long bones still keep their length.
-    let raw = generate_raw(5, &mut StdRng::seed_from_u64(9));
+    let raw = generate_raw(5, &mut PstlRng::seed_from_u64(9));
     let first_clean = {
-        let mut rng = StdRng::seed_from_u64(9);
+        let mut rng = PstlRng::seed_from_u64(9);
         bone_lengths(&generate_raw_with(5, &no_noise, &mut rng), 0, 0)
     };
     for (k, &(a, _)) in BONES.iter().enumerate() {

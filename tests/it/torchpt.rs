@@ -541,3 +541,29 @@ torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 3}, sys.argv[3])
         "{msg}"
     );
 }
+
+/// Why pstl keeps its own `.pt` reader: libtorch's loaders in tch (`load_multi` for
+/// TorchScript-style archives, `loadz_multi` for `torch.save` zips) cannot read the
+/// `OrderedDict` that `torch.save(model.state_dict())` writes, which is how the
+/// authors' checkpoints are saved. When a tch release reads it, this test fails and
+/// the hand reader can go.
+#[test]
+fn tch_loaders_cannot_read_an_official_state_dict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pt = tmp.path().join("sd.pt");
+    py(
+        "m = torch.nn.Linear(3, 2)\ntorch.save(m.state_dict(), sys.argv[1])",
+        &[&pt],
+    );
+    assert_eq!(read_state_dict(&pt).unwrap().len(), 2);
+    let multi = tch::Tensor::load_multi(&pt);
+    assert!(
+        multi.is_err(),
+        "tch load_multi now reads an OrderedDict .pt"
+    );
+    let zipped = tch::Tensor::loadz_multi(&pt);
+    assert!(
+        zipped.is_err(),
+        "tch loadz_multi now reads an OrderedDict .pt"
+    );
+}
