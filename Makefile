@@ -28,7 +28,7 @@ endif
 
 BIN := target/release/pstl
 
-.PHONY: setup build test fuzz pretrain bench fmt lint docker docker-test clean distclean
+.PHONY: setup build test fuzz pretrain bench bench-compare fmt lint docker docker-test clean distclean
 
 setup: $(STAMP) $(PYTEST_STAMP) .hdf5-ok .gloo-ok
 
@@ -87,6 +87,13 @@ pretrain: build
 
 bench: setup
 	$(CARGO) bench --locked
+
+# pstl's step vs the authors' step in PyTorch: loss equality, then A B A B timing.
+# Variables: CONFIG (default: the official NTU-60 size), STEPS, ROUNDS, THREADS,
+# DEVICE, PRECISION (pstl's), PY_PRECISION, SET="k=v ...".
+bench-compare: build
+	CONFIG=$(if $(filter configs/synthetic.toml,$(CONFIG)),configs/ntu60_xsub_joint.toml,$(CONFIG)) \
+	  BIN=$(BIN) PY=$(PY) bash scripts/bench_compare.sh
 
 fmt:
 	$(CARGO) fmt

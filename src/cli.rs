@@ -429,9 +429,21 @@ pub struct BenchArgs {
     #[command(flatten)]
     /// Config (model size, batch size).
     pub cfg: ConfigOpts,
-    /// Timed steps (after 2 warm-up steps).
+    /// Timed steps (after the warm-up steps).
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Also write one step (weights, views, losses) for `benches/pytorch_step.py --check`.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub dump: Option<PathBuf>,
+    /// Benchmark the loader on `data.path` instead (shuffled, from memory and from disk).
+    #[arg(long)]
+    pub loader: bool,
+    /// Epochs per loader measurement.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
 }
 
 /// Resolve a config with the global overrides applied; a bad value names the option

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::data::store::{write_store, SplitData, StoreMeta};
 use crate::device::{device_name, resolve_device, set_threads};
 use crate::eval::EvalOutput;
-use crate::train::{pretrain, Trainer};
+use crate::train::pretrain;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -179,12 +179,12 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(a) => {
-            if a.steps == 0 {
-                bail!("--steps 0: must be at least 1");
+            if a.steps == 0 && a.dump.is_none() && !a.loader {
+                bail!("--steps 0: must be at least 1 (0 only with --dump)");
             }
             let cfg = crate::cli::resolve_config(&a.cfg, &g)?;
             let device = setup(&cfg)?;
-            bench(&cfg, device, a.steps, &g)
+            bench(&cfg, device, &a, &g)
         }
         Command::Completions { shell } => {
             crate::cli::write_completions(shell, &mut std::io::stdout().lock())
@@ -727,35 +727,84 @@ fn summary(v: &serde_json::Value) -> String {
     parts.join("; ")
 }
 
-/// Pretraining throughput on random batches.
-fn bench(cfg: &Config, device: tch::Device, steps: usize, g: &GlobalOpts) -> Result<()> {
-    let mut trainer = Trainer::new(cfg, device);
-    let b = cfg.pretrain.batch_size as i64;
-    let v = cfg.layout().num_joints as i64;
-    let x = tch::Tensor::randn([b, 3, 50, v, 2], (tch::Kind::Float, device));
-    for _ in 0..2 {
-        let _ = trainer.train_step(&x, 1e-3).total.double_value(&[]);
+/// Pretraining throughput on random batches, split by phase, with peak memory and
+/// achieved GFLOP/s; optionally one step dumped for the PyTorch check.
+fn bench(
+    cfg: &Config,
+    device: tch::Device,
+    a: &crate::cli::BenchArgs,
+    g: &GlobalOpts,
+) -> Result<()> {
+    if a.loader {
+        // Interleaved: memory, disk, memory, disk.
+        for in_memory in [true, false, true, false] {
+            let r = crate::bench::loader(cfg, in_memory, a.epochs)?;
+            println!(
+                "bench: loader {} ({}, batch {}, prefetch {}, {} threads): {} samples in {:.3} s, {:.0} samples/s (open + read {:.2} s)",
+                if r.in_memory { "from memory" } else { "from disk" },
+                cfg.data.path.display(),
+                cfg.pretrain.batch_size,
+                cfg.data.prefetch,
+                rayon::current_num_threads(),
+                r.samples,
+                r.seconds,
+                r.samples as f64 / r.seconds,
+                r.open_seconds
+            );
+        }
+        return Ok(());
     }
-    let t0 = Instant::now();
-    let mut last = None;
-    for _ in 0..steps {
-        last = Some(trainer.train_step(&x, 1e-3).total);
+    if let Some(path) = &a.dump {
+        let (before, after) = crate::bench::dump_step(cfg, device, path)?;
+        println!(
+            "bench: step written to {} (loss {before:.6}, after one Adam update {after:.6})",
+            path.display()
+        );
     }
-    let loss = last.map(|l| l.double_value(&[])).unwrap_or(f64::NAN);
-    let secs = t0.elapsed().as_secs_f64();
+    if a.steps == 0 {
+        return Ok(());
+    }
+    let r = crate::bench::run(cfg, device, a.steps, a.warmup)?;
+    let per = |s: f64| 1e3 * s / r.steps as f64;
     let text = format!(
-        "bench: {steps} steps of batch {b} on {} ({} threads, projector {}): {:.3} s/step, {:.1} samples/s (last loss {loss:.3})",
+        "bench: {} steps of batch {} on {} ({} threads, projector {}, {}): {:.3} s/step, {:.2} samples/s, {:.1} GFLOP/s (last loss {:.3})",
+        r.steps,
+        r.batch,
         device_name(device),
         tch::get_num_threads(),
         cfg.model.projector_dim,
-        secs / steps.max(1) as f64,
-        (steps as f64 * b as f64) / secs
+        cfg.pretrain.precision.name(),
+        r.seconds / r.steps as f64,
+        r.samples_per_s(),
+        r.gflops(),
+        r.last_loss
     );
+    let mem = match (device, r.peak_rss) {
+        (tch::Device::Cpu, Some(b)) => format!("{:.0} MiB peak RSS", b as f64 / 1048576.0),
+        _ => "n/a (tch exposes no CUDA allocator statistics)".into(),
+    };
     let v = json!({
-        "command": "bench", "steps": steps, "batch_size": b, "device": device_name(device),
-        "threads": tch::get_num_threads(), "seconds_per_step": secs / steps.max(1) as f64,
-        "samples_per_sec": (steps as f64 * b as f64) / secs, "last_loss": loss,
+        "command": "bench", "steps": r.steps, "batch_size": r.batch, "device": device_name(device),
+        "threads": tch::get_num_threads(), "precision": cfg.pretrain.precision.name(),
+        "seconds_per_step": r.seconds / r.steps as f64,
+        "samples_per_sec": r.samples_per_s(), "gflops_per_sec": r.gflops(),
+        "flops_per_step": r.flops / r.steps as f64, "last_loss": r.last_loss,
+        "split_ms": {"views": per(r.split.views), "forward": per(r.split.forward),
+                     "backward": per(r.split.backward), "optimizer": per(r.split.optimizer)},
+        "peak_rss_bytes": r.peak_rss,
     });
     report(g, &text, v);
+    if !g.json {
+        println!(
+            "bench: per step: views (augment + masks) {:.1} ms, forward {:.1} ms, backward {:.1} ms, optimizer {:.1} ms; {:.1} GFLOP/step",
+            per(r.split.views),
+            per(r.split.forward),
+            per(r.split.backward),
+            per(r.split.optimizer),
+            r.flops / r.steps as f64 / 1e9
+        );
+        println!("bench: memory: {mem}");
+        println!("RESULT samples_per_s={:.4}", r.samples_per_s());
+    }
     Ok(())
 }

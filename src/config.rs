@@ -207,6 +207,9 @@ pub struct PretrainConfig {
     pub sync_bn: bool,
     /// Data-parallel runs: seconds a collective may wait for a peer before the run fails.
     pub dist_timeout_s: f64,
+    /// Compute precision: `fp32`, `bf16` (fp32 master weights, fp32 loss) or `fp16`
+    /// (CUDA only, with a loss scaler).
+    pub precision: crate::model::Precision,
 }
 
 impl Default for PretrainConfig {
@@ -226,6 +229,7 @@ impl Default for PretrainConfig {
             checkpoint_minutes: 0.0,
             sync_bn: false,
             dist_timeout_s: 300.0,
+            precision: crate::model::Precision::Fp32,
         }
     }
 }

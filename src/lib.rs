@@ -9,6 +9,7 @@
 //! hold the experiment files and the command line.
 
 pub mod augment;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;

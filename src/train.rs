@@ -17,7 +17,7 @@ use crate::data::store::Store;
 use crate::dist::sync_bn::SyncGuard;
 use crate::dist::ProcessGroup;
 use crate::masking::{csm_draw, matm_with};
-use crate::model::{bt_loss, BtLoss, Layout, Pstl};
+use crate::model::{bt_loss, BtLoss, Layout, LossScaler, Precision, Pstl};
 use crate::optim::{warmup_cosine, Adam};
 use crate::progress::Progress;
 use crate::rng::PstlRng;
@@ -104,22 +104,23 @@ pub fn pstl_losses(
     rng: &mut PstlRng,
     train: bool,
 ) -> StepLosses {
-    let PstlViews {
-        anchor,
-        temporal,
-        spatial,
-        drop,
-    } = pstl_views(x, cfg, layout, rng);
+    let views = pstl_views(x, cfg, layout, rng);
+    views_losses(model, &views, cfg, train)
+}
 
+/// The PSTL losses of prepared views: the anchor is encoded and projected once and
+/// serves both losses.
+pub fn views_losses(model: &Pstl, v: &PstlViews, cfg: &Config, train: bool) -> StepLosses {
     let z1 = model
         .head
-        .embed(&model.encoder.forward_drop(&anchor, &[], train), train);
+        .embed(&model.encoder.forward_drop(&v.anchor, &[], train), train);
     let z2 = model
         .head
-        .embed(&model.encoder.forward_drop(&temporal, &[], train), train);
-    let z3 = model
-        .head
-        .embed(&model.encoder.forward_drop(&spatial, &drop, train), train);
+        .embed(&model.encoder.forward_drop(&v.temporal, &[], train), train);
+    let z3 = model.head.embed(
+        &model.encoder.forward_drop(&v.spatial, &v.drop, train),
+        train,
+    );
     let matm_loss = bt_loss(&z1, &z2, cfg.pretrain.lambda);
     let csm_loss = bt_loss(&z1, &z3, cfg.pretrain.lambda);
     StepLosses {
@@ -217,6 +218,8 @@ pub struct Trainer {
     pub step: u64,
     /// Process group of a data-parallel run.
     pub pg: Option<Arc<ProcessGroup>>,
+    /// Loss scaler of `precision = "fp16"`.
+    pub scaler: Option<LossScaler>,
 }
 
 /// Outcome of a pretraining run.
@@ -241,10 +244,16 @@ pub struct PretrainReport {
 impl Trainer {
     /// A fresh model on `device`, initialised from `run.seed`.
     pub fn new(cfg: &Config, device: Device) -> Self {
+        if device.is_cuda() {
+            // cuDNN picks the fastest algorithm per shape (the three views have three).
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
         tch::manual_seed(cfg.run.seed as i64);
         let vs = nn::VarStore::new(device);
         let layout = cfg.layout();
-        let model = Pstl::new(&vs.root(), &layout, &cfg.encoder(), cfg.model.projector_dim);
+        let mut model = Pstl::new(&vs.root(), &layout, &cfg.encoder(), cfg.model.projector_dim);
+        model.set_precision(cfg.pretrain.precision);
+        let scaler = (cfg.pretrain.precision == Precision::Fp16).then(LossScaler::default);
         let adam = Adam::new(&vs, cfg.pretrain.weight_decay);
         Trainer {
             vs,
@@ -255,6 +264,7 @@ impl Trainer {
             epoch: 0,
             step: 0,
             pg: None,
+            scaler,
         }
     }
 
@@ -266,15 +276,45 @@ impl Trainer {
 
     /// One optimisation step on joint batch `x`; returns the (device) losses.
     pub fn train_step(&mut self, x: &Tensor, lr: f64) -> StepLosses {
+        let mut rng = self.step_rng();
+        let losses = pstl_losses(&self.model, x, &self.cfg, &self.layout, &mut rng, true);
+        self.apply(&losses, lr);
+        losses
+    }
+
+    /// Backward and optimiser step of `losses`.
+    pub fn apply(&mut self, losses: &StepLosses, lr: f64) {
+        self.backward(losses);
+        self.optimizer_step(lr);
+    }
+
+    /// Gradients of `losses.total` (of the scaled loss under fp16).
+    pub fn backward(&mut self, losses: &StepLosses) {
+        self.adam.zero_grad();
+        match &self.scaler {
+            None => losses.total.backward(),
+            Some(scaler) => (&losses.total * scaler.scale).backward(),
+        }
+    }
+
+    /// Adam update from the current gradients; under fp16 the gradients are unscaled
+    /// first and a step with a non-finite gradient is skipped.
+    pub fn optimizer_step(&mut self, lr: f64) {
+        let take = match &mut self.scaler {
+            None => true,
+            Some(scaler) => scaler.unscale(&self.vs.trainable_variables()),
+        };
+        if take {
+            self.adam.step(lr);
+        }
+        self.step += 1;
+    }
+
+    /// The random generator of the next step (seeds libtorch's generator too).
+    pub fn step_rng(&self) -> PstlRng {
         let seed = step_seed(self.cfg.run.seed, self.step);
         tch::manual_seed(seed as i64);
-        let mut rng = PstlRng::seed_from_u64(seed);
-        let losses = pstl_losses(&self.model, x, &self.cfg, &self.layout, &mut rng, true);
-        self.adam.zero_grad();
-        losses.total.backward();
-        self.adam.step(lr);
-        self.step += 1;
-        losses
+        PstlRng::seed_from_u64(seed)
     }
 
     /// One data-parallel step on this rank's rows `x` of the global batch `shard`:
@@ -308,13 +348,16 @@ impl Trainer {
         }
         let losses = losses?;
         self.adam.zero_grad();
-        losses
-            .total
+        let total = match &self.scaler {
+            None => losses.total.shallow_clone(),
+            Some(scaler) => &losses.total * scaler.scale,
+        };
+        total
             .f_backward()
             .with_context(|| format!("rank {}/{}: backward", pg.rank, pg.world))?;
         pg.average_gradients(&self.named(true))?;
-        self.adam.step(lr);
-        self.step += 1;
+        // Identical gradients on every rank now, so fp16's skip decision agrees.
+        self.optimizer_step(lr);
         Ok(losses)
     }
 
@@ -483,12 +526,29 @@ impl Accum {
     }
 }
 
-/// Copy a host batch to the device as `(N, C, T, V, M)` float.
+/// Copy a host batch to the device as `(N, C, T, V, M)` float; on CUDA through pinned
+/// memory with a non-blocking copy (the step queues behind it without a host wait).
 pub fn batch_tensor(x: &[f32], shape: [usize; 5], device: Device) -> Tensor {
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    Tensor::from_slice(x)
-        .view(dims.as_slice())
-        .to_device(device)
+    let host = Tensor::from_slice(x).view(dims.as_slice());
+    match device {
+        Device::Cuda(_) => host
+            .pin_memory(device)
+            .to_device_(device, Kind::Float, true, false),
+        _ => host.to_device(device),
+    }
+}
+
+/// Refuse a precision the device cannot run: fp16 needs CUDA (no loss-scaled fp16
+/// kernels worth using on CPU); bf16 runs everywhere.
+pub fn check_precision(precision: Precision, device: Device) -> Result<()> {
+    if precision == Precision::Fp16 && !device.is_cuda() {
+        bail!(
+            "pretrain.precision = \"fp16\" needs a CUDA device (got {}); use \"bf16\" or \"fp32\" on CPU",
+            crate::device::device_name(device)
+        );
+    }
+    Ok(())
 }
 
 /// How a pretraining invocation starts and stops.
@@ -581,6 +641,7 @@ pub fn pretrain(
     let files = RunFiles {
         dir: run_dir.to_path_buf(),
     };
+    check_precision(cfg.pretrain.precision, device)?;
     if writer {
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("creating {}", run_dir.display()))?;

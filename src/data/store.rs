@@ -32,6 +32,10 @@ pub const LAYOUT_NTU25: &str = "ntu25";
 /// Split groups, in file order.
 pub const SPLITS: [&str; 2] = ["train", "test"];
 
+/// Deflate level of new stores (with the shuffle filter), chosen by
+/// `cargo bench --bench store_filters` (README, "Measured").
+pub const DEFLATE_LEVEL: u8 = 1;
+
 /// Rows per chunk of the `y` and `name` datasets.
 const LABEL_CHUNK: usize = 4096;
 
@@ -162,8 +166,15 @@ impl std::fmt::Debug for StoreWriter {
 
 impl StoreWriter {
     /// Creates the temporary file next to `path` (creating missing parent directories)
-    /// and lays out empty, growable splits.
+    /// and lays out empty, growable splits, compressed with HDF5's shuffle + deflate
+    /// filters at [`DEFLATE_LEVEL`].
     pub fn create(path: &Path, meta: &StoreMeta) -> Result<Self> {
+        Self::create_with(path, meta, Some(DEFLATE_LEVEL))
+    }
+
+    /// [`StoreWriter::create`] with a chosen compression: `Some(level)` = shuffle +
+    /// deflate at `level` (0-9) on `x` and `y`, `None` = no filters.
+    pub fn create_with(path: &Path, meta: &StoreMeta, deflate: Option<u8>) -> Result<Self> {
         validate_meta(meta).map_err(|msg| DataError::format(path, msg))?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -200,7 +211,7 @@ impl StoreWriter {
         let mut splits = Vec::with_capacity(SPLITS.len());
         for split in SPLITS {
             let group = file.create_group(split).map_err(h5(path, split))?;
-            splits.push(create_split(&group, shape).map_err(h5(path, split))?);
+            splits.push(create_split(&group, shape, deflate).map_err(h5(path, split))?);
         }
         Ok(Self {
             splits,
@@ -313,22 +324,26 @@ fn validate_meta(meta: &StoreMeta) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn create_split(group: &Group, [c, t, v, m]: [usize; 4]) -> hdf5::Result<SplitSets> {
+fn create_split(
+    group: &Group,
+    [c, t, v, m]: [usize; 4],
+    deflate: Option<u8>,
+) -> hdf5::Result<SplitSets> {
     let grow = |fixed: &[usize]| {
         let mut dims = vec![Extent::resizable(0)];
         dims.extend(fixed.iter().map(|&d| Extent::fixed(d)));
         SimpleExtents::from_vec(dims)
     };
-    let x = group
-        .new_dataset::<f32>()
+    let (mut x, mut y) = (group.new_dataset::<f32>(), group.new_dataset::<i64>());
+    if let Some(level) = deflate {
+        x = x.shuffle().deflate(level);
+        y = y.shuffle().deflate(level);
+    }
+    let x = x
         .chunk([1, c, t, v, m])
         .shape(grow(&[c, t, v, m]))
         .create("x")?;
-    let y = group
-        .new_dataset::<i64>()
-        .chunk(LABEL_CHUNK)
-        .shape(grow(&[]))
-        .create("y")?;
+    let y = y.chunk(LABEL_CHUNK).shape(grow(&[])).create("y")?;
     let name = group
         .new_dataset::<VarLenUnicode>()
         .chunk(LABEL_CHUNK)

@@ -7,6 +7,7 @@
 //! form for tests.
 
 use super::init;
+use super::precision;
 use tch::{nn, Kind, Tensor};
 
 /// Projector + normaliser of the Barlow Twins head.
@@ -18,6 +19,8 @@ pub struct BtHead {
     bn4: nn::BatchNorm,
     l6: nn::Linear,
     bn: nn::BatchNorm,
+    /// Kind of the projector's matrix products (the final `bn` and the loss are fp32).
+    pub compute: Kind,
 }
 
 /// The two parts of one Barlow Twins loss, as 0-d tensors (kept on the device).
@@ -43,18 +46,21 @@ impl BtHead {
             bn4: init::batch_norm1d(&(&mlp / "4"), dim),
             l6: init::linear(&(&mlp / "6"), dim, dim, false),
             bn: init::batch_norm1d_plain(&(&p / "bn"), dim),
+            compute: Kind::Float,
         }
     }
 
     /// `bn(projector(f))`: the normalised embedding that enters the loss.
     pub fn embed(&self, f: &Tensor, train: bool) -> Tensor {
-        f.apply(&self.l0)
+        let k = self.compute;
+        let h = precision::linear(f, &self.l0, k)
             .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.l3)
+            .relu();
+        let h = precision::linear(&h, &self.l3, k)
             .apply_t(&self.bn4, train)
-            .relu()
-            .apply(&self.l6)
+            .relu();
+        precision::linear(&h, &self.l6, k)
+            .to_kind(Kind::Float)
             .apply_t(&self.bn, train)
     }
 }

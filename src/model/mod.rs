@@ -4,10 +4,12 @@
 pub mod graph;
 pub mod head;
 pub mod init;
+pub mod precision;
 pub mod stgcn;
 
 pub use graph::{Graph, Layout};
 pub use head::{bt_loss, bt_loss_direct, BtHead, BtLoss};
+pub use precision::{LossScaler, Precision};
 pub use stgcn::{EncoderConfig, StGcn};
 
 use tch::nn;
@@ -28,5 +30,11 @@ impl Pstl {
         let encoder = StGcn::new(root / "encoder", layout, cfg);
         let head = BtHead::new(root / "projector", cfg.feature_dim, projector_dim);
         Pstl { encoder, head }
+    }
+
+    /// Run encoder blocks and projector in `precision` (fp32 master weights).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.encoder.set_compute(precision.kind());
+        self.head.compute = precision.kind();
     }
 }

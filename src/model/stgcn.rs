@@ -8,6 +8,7 @@
 
 use super::graph::{Graph, Layout};
 use super::init;
+use super::precision;
 use crate::dist::sync_bn::batch_norm;
 use tch::{nn, Kind, Tensor};
 
@@ -81,6 +82,9 @@ pub struct StGcnBlock {
     dropout: f64,
     residual: Residual,
     out_channels: i64,
+    stride: i64,
+    pad: i64,
+    compute: Kind,
 }
 
 impl StGcnBlock {
@@ -132,6 +136,56 @@ impl StGcnBlock {
             dropout,
             residual,
             out_channels: cout,
+            stride,
+            pad: (kernel - 1) / 2,
+            compute: Kind::Float,
+        }
+    }
+
+    /// The graph convolution `sum_k A_k`-aggregated 1x1 convolution: `(N, C_in, T, V)`
+    /// -> `(N, C_out, T, V)`. Both orders are the same linear map; a widening block
+    /// (`C_in < C_out`) aggregates its `C_in` input channels with `A` first and then
+    /// applies the 1x1 convolution with the weight regrouped to `(C_out, K * C_in)`
+    /// (the bias becomes `b_kc * sum_v A_kvw`), which never forms the
+    /// `(N, K * C_out, T, V)` tensor; the others run the official order.
+    fn graph_conv(&self, x: &Tensor, a: &Tensor) -> Tensor {
+        // -1 for the batch: a traced module keeps its batch size free.
+        let (_n, cin, t, v) = x.size4().expect("block input must be 4-d");
+        let k = a.size()[0];
+        let cout = self.out_channels;
+        let kind = self.compute;
+        let a = a.to_kind(kind);
+        if cin >= cout {
+            let y = precision::conv2d(x, &self.gcn, [1, 1], [0, 0], kind).view([-1, k, cout, t, v]);
+            return Tensor::einsum("nkctv,kvw->nctw", &[y, a], None::<i64>);
+        }
+        let xa = Tensor::einsum(
+            "nitv,kvw->nkitw",
+            &[x.to_kind(kind), a.shallow_clone()],
+            None::<i64>,
+        )
+        .reshape([-1, k * cin, t, v]);
+        let w = self
+            .gcn
+            .ws
+            .view([k, cout, cin])
+            .permute([1, 0, 2])
+            .reshape([cout, k * cin, 1, 1])
+            .to_kind(kind);
+        let y = xa.conv2d(&w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+        match &self.gcn.bs {
+            Some(b) => {
+                let b = Tensor::einsum(
+                    "kc,kw->cw",
+                    &[
+                        b.view([k, cout]).to_kind(kind),
+                        a.sum_dim_intlist(1, false, kind),
+                    ],
+                    None::<i64>,
+                );
+                y + b.view([1, cout, 1, v])
+            }
+            None => y,
         }
     }
 
@@ -140,14 +194,20 @@ impl StGcnBlock {
         let res = match &self.residual {
             Residual::None => None,
             Residual::Identity => Some(x.shallow_clone()),
-            Residual::Conv { conv, bn } => Some(batch_norm(&x.apply(conv), bn.as_ref(), train)),
+            Residual::Conv { conv, bn } => Some(batch_norm(
+                &precision::conv2d(x, conv, [self.stride, 1], [0, 0], self.compute),
+                bn.as_ref(),
+                train,
+            )),
         };
-        // -1 for the batch: a traced module keeps its batch size free.
-        let (_n, _c, t, v) = x.size4().expect("block input must be 4-d");
-        let k = a.size()[0];
-        let y = x.apply(&self.gcn).view([-1, k, self.out_channels, t, v]);
-        let y = Tensor::einsum("nkctv,kvw->nctw", &[y, a.shallow_clone()], None::<i64>);
-        let y = batch_norm(&y, &self.bn1, train).relu().apply(&self.tcn);
+        let y = self.graph_conv(x, a);
+        let y = precision::conv2d(
+            &batch_norm(&y, &self.bn1, train).relu(),
+            &self.tcn,
+            [self.stride, 1],
+            [self.pad, 0],
+            self.compute,
+        );
         let y = batch_norm(&y, &self.bn2, train).dropout(self.dropout, train);
         match res {
             Some(r) => (y + r).relu(),
@@ -166,6 +226,16 @@ pub struct StGcn {
     blocks: Vec<StGcnBlock>,
     num_joints: i64,
     in_channels: i64,
+}
+
+impl StGcn {
+    /// Compute the blocks in `kind` (fp32 weights cast on the fly; see
+    /// [`precision`]). The input BatchNorm and the output pooling stay fp32.
+    pub fn set_compute(&mut self, kind: Kind) {
+        for b in &mut self.blocks {
+            b.compute = kind;
+        }
+    }
 }
 
 impl StGcn {

@@ -13,6 +13,7 @@ mod fidelity;
 mod fuzz;
 mod interop;
 mod model;
+mod perf;
 mod plot;
 mod synth;
 mod torchpt;
