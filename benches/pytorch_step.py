@@ -232,13 +232,17 @@ def check(args):
     with torch.no_grad():
         after = step_loss(model, *v)
     ok = True
-    for name, ours, theirs in (("before", before.item(), state["loss.before"].item()),
-                               ("after one Adam step", after.item(), state["loss.after"].item())):
+    # Adam's first step moves every weight by about lr * sign(gradient), so weights whose
+    # gradient is at rounding level (biases before a BatchNorm) move by a full lr in a
+    # direction set by rounding: the second loss is compared at --rtol-after.
+    for name, ours, theirs, tol in (
+            ("before", before.item(), state["loss.before"].item(), args.rtol),
+            ("after one Adam step", after.item(), state["loss.after"].item(), args.rtol_after)):
         rel = abs(ours - theirs) / max(abs(theirs), 1e-12)
-        good = rel <= args.rtol
+        good = rel <= tol
         ok &= good
         print(f"check: loss {name}: pytorch {ours:.6f} pstl {theirs:.6f} "
-              f"relative difference {rel:.2e} ({'ok' if good else 'MISMATCH'}, tolerance {args.rtol:g})")
+              f"relative difference {rel:.2e} ({'ok' if good else 'MISMATCH'}, tolerance {tol:g})")
     return 0 if ok else 1
 
 
@@ -320,6 +324,7 @@ def main():
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--rtol-after", type=float, default=1e-3)
     args = p.parse_args()
     if args.check:
         return check(args)
