@@ -128,8 +128,15 @@ pub fn random_batch(cfg: &Config, device: Device) -> Tensor {
 /// `warmup` untimed steps, then `steps` timed ones, each phase synchronised.
 pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<BenchReport> {
     crate::train::check_precision(cfg.pretrain.precision, device)?;
-    let mut trainer = Trainer::new(cfg, device);
     let x = random_batch(cfg, device);
+    // The same data checks as pretraining, against the random batch's shape.
+    let size = x.size();
+    cfg.validate_data(
+        "the benchmark's random batch",
+        size[2] as usize,
+        size[3] as usize,
+    )?;
+    let mut trainer = Trainer::new(cfg, device);
     let lr = 1e-3;
     let mut split = Split::default();
     let mut flops = 0.0;
@@ -177,8 +184,15 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
 /// Dropout is the config's: give `model.dropout=0` for a comparable step.
 pub fn dump_step(cfg: &Config, device: Device, path: &Path) -> Result<(f64, f64)> {
     crate::train::check_precision(cfg.pretrain.precision, device)?;
-    let mut trainer = Trainer::new(cfg, device);
     let x = random_batch(cfg, device);
+    // The same data checks as pretraining, against the random batch's shape.
+    let size = x.size();
+    cfg.validate_data(
+        "the benchmark's random batch",
+        size[2] as usize,
+        size[3] as usize,
+    )?;
+    let mut trainer = Trainer::new(cfg, device);
     let lr = 1e-3;
     // Deep copies: Adam updates the variables in place below.
     let mut tensors: Vec<(String, Tensor)> =

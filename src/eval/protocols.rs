@@ -800,10 +800,11 @@ pub fn robust(
         }
     };
     let model = load_with_classifier(cfg, ckpt, Some(&cls_path), device)?;
-    let (enc, fc) = (
-        &model.enc,
-        model.fc.as_ref().expect("a classifier was given"),
-    );
+    let fc = model
+        .fc
+        .as_ref()
+        .with_context(|| format!("{}: no classifier in the file", cls_path.display()))?;
+    let enc = &model.enc;
     let accuracy = |drop: &[usize]| -> f64 {
         let f = features(
             enc,

@@ -353,6 +353,7 @@ fn io_rows() -> Vec<Row> {
         row("robust --parts with an unknown part", cat(a(&["eval", "robust", "--parts", "left_arm,nose"]), sets("ok.h5", "r", &[])), 1, &["--parts left_arm,nose", "nose"]),
         row("robust --parts removing every joint", cat(a(&["eval", "robust", "--parts", "left_arm,right_arm,left_leg,right_leg,trunk"]), sets("ok.h5", "r", &[])), 1, &["--parts", "every joint"]),
         row("bench --steps 0", cat(a(&["bench", "--steps", "0"]), sets("ok.h5", "b", &[])), 1, &["--steps 0"]),
+        row("bench with mask_frame leaving no frames", cat(a(&["bench", "--steps", "1"]), sets("ok.h5", "b", &["pretrain.mask_frame=25"])), 1, &["pretrain.mask_frame", "random batch"]),
     ]
 }
 
