@@ -6,7 +6,11 @@
 #  2. speed: ROUNDS rounds of A (pstl) then B (PyTorch), STEPS timed steps each,
 #     interleaved so both see the same machine load; prints the ratio of the medians.
 # Env: CONFIG, STEPS (3), ROUNDS (2), THREADS (0 = all cores), DEVICE (cpu),
-#      PRECISION (pstl's, fp32), PY_PRECISION (PyTorch's, fp32), SET (extra --set k=v).
+#      PRECISION (pstl's, fp32), PY_PRECISION (PyTorch's, fp32), SET (extra --set k=v),
+#      CHECK (1; 0 skips the equality check),
+#      RTOL_AFTER (1e-3: the loss after one Adam step, where rounding-level gradients
+#      move weights by a full lr; a CUDA dump checked by PyTorch on CPU measured 1.06e-3
+#      on an H200, so use 2e-3 there).
 set -euo pipefail
 CONFIG=${CONFIG:-configs/ntu60_xsub_joint.toml}
 STEPS=${STEPS:-3}
@@ -15,6 +19,8 @@ THREADS=${THREADS:-0}
 DEVICE=${DEVICE:-cpu}
 PRECISION=${PRECISION:-fp32}
 PY_PRECISION=${PY_PRECISION:-fp32}
+RTOL_AFTER=${RTOL_AFTER:-1e-3}
+CHECK=${CHECK:-1}
 BIN=${BIN:-target/release/pstl}
 PY=${PY:-.venv/bin/python}
 sets=()
@@ -23,9 +29,14 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 common=(--config "$CONFIG" --device "$DEVICE" --threads "$THREADS" "${sets[@]}")
 
-echo "== equality (fp32, dropout 0, one step on the same views and weights)"
-"$BIN" bench "${common[@]}" --set model.dropout=0 --steps 0 --dump "$tmp/check.safetensors"
-"$PY" benches/pytorch_step.py --check "$tmp/check.safetensors" --threads "$THREADS"
+# A mismatch is reported at the end, after the timing (exit 1).
+check_rc=0
+if [ "$CHECK" = 1 ]; then
+  echo "== equality (fp32, dropout 0, one step on the same views and weights)"
+  "$BIN" bench "${common[@]}" --set model.dropout=0 --steps 0 --dump "$tmp/check.safetensors"
+  "$PY" benches/pytorch_step.py --check "$tmp/check.safetensors" --threads "$THREADS" \
+    --rtol-after "$RTOL_AFTER" || check_rc=$?
+fi
 
 echo "== speed: $ROUNDS x (pstl $PRECISION, PyTorch $PY_PRECISION), $STEPS steps each, $CONFIG"
 "$BIN" bench "${common[@]}" --steps 0 --dump "$tmp/weights.safetensors" >/dev/null
@@ -43,3 +54,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(
 ma=$(median "${a[@]}"); mb=$(median "${b[@]}")
 echo "== pstl ($PRECISION) ${a[*]} samples/s; PyTorch ($PY_PRECISION) ${b[*]} samples/s"
 awk -v a="$ma" -v b="$mb" 'BEGIN {printf "== median pstl %.3f / PyTorch %.3f samples/s = %.3fx\n", a, b, a / b}'
+if [ "$check_rc" -ne 0 ]; then
+  echo "== the equality check FAILED (above)"
+  exit 1
+fi

@@ -90,6 +90,8 @@ pub struct BenchReport {
     pub last_loss: f64,
     /// Peak resident memory of the process (CPU), bytes.
     pub peak_rss: Option<u64>,
+    /// Peak bytes held by the CUDA caching allocator (CUDA runs).
+    pub peak_cuda: Option<u64>,
 }
 
 impl BenchReport {
@@ -100,6 +102,20 @@ impl BenchReport {
     /// Achieved GFLOP/s.
     pub fn gflops(&self) -> f64 {
         self.flops / self.seconds.max(1e-12) / 1e9
+    }
+}
+
+extern "C" {
+    // src/dist/bridge.cpp
+    fn pstl_cuda_peak_allocated(device: i32) -> i64;
+}
+
+/// Peak bytes allocated by libtorch's CUDA caching allocator on `device` (PyTorch's
+/// `torch.cuda.max_memory_allocated`); `None` on CPU or without CUDA support.
+pub fn cuda_peak_bytes(device: Device) -> Option<u64> {
+    match device {
+        Device::Cuda(i) => u64::try_from(unsafe { pstl_cuda_peak_allocated(i as i32) }).ok(),
+        _ => None,
     }
 }
 
@@ -175,6 +191,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
         flops,
         last_loss: last,
         peak_rss: peak_rss_bytes(),
+        peak_cuda: cuda_peak_bytes(device),
     })
 }
 

@@ -779,9 +779,11 @@ fn bench(
         r.gflops(),
         r.last_loss
     );
-    let mem = match (device, r.peak_rss) {
-        (tch::Device::Cpu, Some(b)) => format!("{:.0} MiB peak RSS", b as f64 / 1048576.0),
-        _ => "n/a (tch exposes no CUDA allocator statistics)".into(),
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let mem = match (device, r.peak_rss, r.peak_cuda) {
+        (tch::Device::Cuda(_), _, Some(b)) => format!("{:.0} MiB allocator peak", mib(b)),
+        (_, Some(b), _) => format!("{:.0} MiB peak RSS", mib(b)),
+        _ => "n/a".into(),
     };
     let v = json!({
         "command": "bench", "steps": r.steps, "batch_size": r.batch, "device": device_name(device),
@@ -791,7 +793,7 @@ fn bench(
         "flops_per_step": r.flops / r.steps as f64, "last_loss": r.last_loss,
         "split_ms": {"views": per(r.split.views), "forward": per(r.split.forward),
                      "backward": per(r.split.backward), "optimizer": per(r.split.optimizer)},
-        "peak_rss_bytes": r.peak_rss,
+        "peak_rss_bytes": r.peak_rss, "peak_cuda_allocated_bytes": r.peak_cuda,
     });
     report(g, &text, v);
     if !g.json {

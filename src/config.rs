@@ -202,8 +202,9 @@ pub struct PretrainConfig {
     pub log_every: usize,
     /// Also checkpoint every this many minutes within an epoch (0: only per epoch).
     pub checkpoint_minutes: f64,
-    /// Data-parallel runs: synchronise the encoder's batch norms over all ranks
-    /// (false: per-rank statistics, as DDP).
+    /// Synchronise the encoder's batch norms over all ranks (false: per-rank
+    /// statistics, as DDP). A single process then uses the same formula on its batch,
+    /// so results do not depend on the number of ranks.
     pub sync_bn: bool,
     /// Data-parallel runs: seconds a collective may wait for a peer before the run fails.
     pub dist_timeout_s: f64,

@@ -4,7 +4,27 @@
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
+use std::ffi::c_char;
 use tch::Tensor;
+use torch_sys::C_tensor;
+
+extern "C" {
+    // src/dist/bridge.cpp
+    fn pstl_fused_adam(
+        params: *const *mut C_tensor,
+        grads: *const *mut C_tensor,
+        exp_avg: *const *mut C_tensor,
+        exp_avg_sq: *const *mut C_tensor,
+        step: *mut C_tensor,
+        n: i64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        err: *mut *mut c_char,
+    ) -> i32;
+}
 
 /// Adam state and hyperparameters.
 #[derive(Debug)]
@@ -60,34 +80,55 @@ impl Adam {
         }
     }
 
-    /// One update with learning rate `lr` from the current gradients.
+    /// One update with learning rate `lr` from the current gradients, in libtorch's
+    /// fused multi-tensor Adam kernel (`torch.optim.Adam(fused=True)`; CPU and CUDA):
+    /// one launch instead of about ten tensor operations per parameter.
     pub fn step(&mut self, lr: f64) {
         let _guard = tch::no_grad_guard();
         self.step += 1;
-        let (b1, b2) = self.betas;
-        let bc1 = 1.0 - b1.powi(self.step as i32);
-        let bc2 = 1.0 - b2.powi(self.step as i32);
-        for ((_, p), (m, v)) in self
-            .params
-            .iter()
-            .zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq.iter_mut()))
-        {
+        let mut grads = Vec::with_capacity(self.params.len());
+        let mut picked = Vec::with_capacity(self.params.len());
+        for (i, (_, p)) in self.params.iter().enumerate() {
             let g = p.grad();
-            if !g.defined() {
-                continue;
+            if g.defined() {
+                grads.push(g);
+                picked.push(i);
             }
-            let g = if self.weight_decay != 0.0 {
-                g + p * self.weight_decay
-            } else {
-                g
-            };
-            *m *= b1;
-            *m += &g * (1.0 - b1);
-            *v *= b2;
-            *v += &g * &g * (1.0 - b2);
-            let denom = v.sqrt() / bc2.sqrt() + self.eps;
-            let mut p = p.shallow_clone();
-            p -= &*m / denom * (lr / bc1);
+        }
+        let Some(&first) = picked.first() else {
+            return;
+        };
+        let device = self.params[first].1.device();
+        let step = Tensor::from(self.step as f32).to_device(device);
+        let ptrs = |v: &mut dyn Iterator<Item = &Tensor>| -> Vec<*mut C_tensor> {
+            v.map(|t| t.as_ptr() as *mut C_tensor).collect()
+        };
+        let p = ptrs(&mut picked.iter().map(|&i| &self.params[i].1));
+        let g = ptrs(&mut grads.iter());
+        let m = ptrs(&mut picked.iter().map(|&i| &self.exp_avg[i]));
+        let v = ptrs(&mut picked.iter().map(|&i| &self.exp_avg_sq[i]));
+        let (b1, b2) = self.betas;
+        let mut err = std::ptr::null_mut();
+        let rc = unsafe {
+            pstl_fused_adam(
+                p.as_ptr(),
+                g.as_ptr(),
+                m.as_ptr(),
+                v.as_ptr(),
+                step.as_ptr() as *mut C_tensor,
+                p.len() as i64,
+                lr,
+                b1,
+                b2,
+                self.weight_decay,
+                self.eps,
+                &mut err,
+            )
+        };
+        if rc != 0 {
+            // Only a programming error reaches this (mixed devices or dtypes).
+            let msg = crate::dist::take_error(err);
+            panic!("fused Adam kernel failed: {msg}");
         }
     }
 

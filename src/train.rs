@@ -275,9 +275,14 @@ impl Trainer {
     }
 
     /// One optimisation step on joint batch `x`; returns the (device) losses.
+    /// With `pretrain.sync_bn`, the encoder's norms use the synchronised formula over
+    /// this batch, so the step equals a data-parallel one on the same global batch.
     pub fn train_step(&mut self, x: &Tensor, lr: f64) -> StepLosses {
         let mut rng = self.step_rng();
+        let guard = self.cfg.pretrain.sync_bn.then(|| SyncGuard::new(None));
         let losses = pstl_losses(&self.model, x, &self.cfg, &self.layout, &mut rng, true);
+        // Without a group no collective runs, so there is no error to report.
+        drop(guard);
         self.apply(&losses, lr);
         losses
     }
@@ -333,7 +338,7 @@ impl Trainer {
         if !sync {
             pg.broadcast_all(&self.named(false))?;
         }
-        let guard = sync.then(|| SyncGuard::new(Arc::clone(&pg)));
+        let guard = sync.then(|| SyncGuard::new(Some(Arc::clone(&pg))));
         let losses = pstl_losses_dp(
             &self.model,
             x,
@@ -532,10 +537,29 @@ pub fn batch_tensor(x: &[f32], shape: [usize; 5], device: Device) -> Tensor {
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     let host = Tensor::from_slice(x).view(dims.as_slice());
     match device {
-        Device::Cuda(_) => host
-            .pin_memory(device)
-            .to_device_(device, Kind::Float, true, false),
+        Device::Cuda(_) => pinned(&host).to_device_(device, Kind::Float, true, false),
         _ => host.to_device(device),
+    }
+}
+
+extern "C" {
+    // src/dist/bridge.cpp
+    fn pstl_pin_memory(
+        t: *const torch_sys::C_tensor,
+        out: *mut *mut torch_sys::C_tensor,
+        err: *mut *mut std::ffi::c_char,
+    ) -> i32;
+}
+
+/// A page-locked copy of `host` for an asynchronous host-to-device copy; `host` itself
+/// when pinning fails (the copy is then synchronous).
+fn pinned(host: &Tensor) -> Tensor {
+    let (mut out, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
+    if unsafe { pstl_pin_memory(host.as_ptr(), &mut out, &mut err) } == 0 && !out.is_null() {
+        unsafe { Tensor::from_ptr(out) }
+    } else {
+        tracing::debug!("pinning a batch failed: {}", crate::dist::take_error(err));
+        host.shallow_clone()
     }
 }
 

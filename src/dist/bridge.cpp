@@ -2,11 +2,14 @@
 // tensors; NCCL for CUDA tensors when compiled with PSTL_NCCL) and the collectives pstl
 // needs, on tch tensors (`at::Tensor*`). Only opaque pointers and C types cross the
 // boundary; every C++ exception becomes an error string the caller frees.
+// Also the one non-c10d call tch lacks: Adam's fused multi-tensor kernel (`pstl_fused_adam`).
+#include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef PSTL_NCCL
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -186,7 +189,68 @@ int pstl_dist_new(const char* host, int port, int rank, int world, int64_t timeo
   });
 }
 
-void pstl_dist_drop(void* g) { delete static_cast<Group*>(g); }
+// NCCL's backend is shut down and then deliberately not destroyed: on an H200, a run
+// that left it to ~ProcessGroupNCCL segfaulted at exit, and one that called shutdown()
+// first failed an intrusive-pointer assertion inside that destructor. A group is
+// dropped when the process is about to end, so the object is left to the OS.
+void pstl_dist_drop(void* g) {
+  auto* grp = static_cast<Group*>(g);
+#ifdef PSTL_NCCL
+  if (grp->nccl) {
+    try {
+      grp->nccl->shutdown();
+    } catch (...) {
+    }
+    (void)grp->nccl.release();
+  }
+#endif
+  delete grp;
+}
+
+// Peak bytes allocated by the CUDA caching allocator on `device` (what PyTorch's
+// torch.cuda.max_memory_allocated reports); -1 without CUDA support compiled in.
+int64_t pstl_cuda_peak_allocated(int device) {
+#ifdef PSTL_NCCL
+  try {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+        static_cast<c10::DeviceIndex>(device));
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+        .peak;
+  } catch (...) {
+    return -1;
+  }
+#else
+  (void)device;
+  return -1;
+#endif
+}
+
+// Tensor.pin_memory() without the device argument that tch passes (deprecated: libtorch
+// warns on every such call, once per batch).
+int pstl_pin_memory(at::Tensor* t, at::Tensor** out, char** err) {
+  return guarded(err, [&] { *out = new at::Tensor(t->pin_memory()); });
+}
+
+// torch.optim.Adam(fused=True)'s update (L2 weight decay, no amsgrad) of `n` parameters
+// on one device in one multi-tensor kernel; `step` is the 1-based step count after this
+// update, as a float tensor on that device (read, not incremented, by the kernel).
+int pstl_fused_adam(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avg,
+                    at::Tensor** exp_avg_sq, at::Tensor* step, int64_t n, double lr,
+                    double beta1, double beta2, double weight_decay, double eps, char** err) {
+  return guarded(err, [&] {
+    std::vector<at::Tensor> p, g, m, v, steps;
+    for (int64_t i = 0; i < n; ++i) {
+      p.push_back(*params[i]);
+      g.push_back(*grads[i]);
+      m.push_back(*exp_avg[i]);
+      v.push_back(*exp_avg_sq[i]);
+      steps.push_back(*step);
+    }
+    at::NoGradGuard no_grad;
+    at::_fused_adam_(p, g, m, v, {}, steps, lr, beta1, beta2, weight_decay, eps,
+                     /*amsgrad=*/false, /*maximize=*/false);
+  });
+}
 
 // After a failed collective: announce this rank in the store, wait `wait_ms`, and list
 // the ranks that never announced themselves (dead or hung) in `missing`.

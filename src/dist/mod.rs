@@ -290,21 +290,24 @@ fn check(rc: c_int, err: *mut c_char, rank: usize, world: usize, op: &'static st
     if rc == 0 {
         return Ok(());
     }
-    let message = if err.is_null() {
-        "unknown error".to_string()
-    } else {
-        let s = unsafe { CStr::from_ptr(err) }
-            .to_string_lossy()
-            .into_owned();
-        unsafe { pstl_dist_free_error(err) };
-        s
-    };
     Err(DistError::Collective {
         rank,
         world,
         op,
-        message: first_lines(&message),
+        message: first_lines(&take_error(err)),
     })
+}
+
+/// The message of a failed bridge call, freed on the C++ side.
+pub(crate) fn take_error(err: *mut c_char) -> String {
+    if err.is_null() {
+        return "unknown error".to_string();
+    }
+    let s = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { pstl_dist_free_error(err) };
+    s
 }
 
 /// c10d messages carry a C++ backtrace after the first lines: keep the message.

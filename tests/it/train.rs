@@ -5,7 +5,7 @@ use crate::common::{max_abs, pstl_bin, tiny_config, tiny_overrides, tiny_store};
 use pstl::train::{pretrain, read_metrics, PretrainOptions, Trainer};
 use std::path::Path;
 use std::process::Command;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 fn encoder_weights(path: &std::path::Path) -> std::collections::BTreeMap<String, tch::Tensor> {
     pstl::checkpoint::read_safetensors(path).unwrap().0
@@ -133,4 +133,70 @@ fn lr_schedule_is_the_authors() {
     assert!((t.lr_at(5, 0.0) - c.pretrain.lr * 0.5).abs() < 1e-12);
     assert!((t.lr_at(10, 0.0) - c.pretrain.lr).abs() < 1e-12);
     assert!(t.lr_at(149, 0.0) < 1e-5 && t.lr_at(149, 0.0) > 0.0);
+}
+
+// Adam (src/optim.rs)
+/// `torch.optim.Adam`'s update written out term by term (L2 weight decay).
+fn reference_step(p: &mut Tensor, m: &mut Tensor, v: &mut Tensor, g: &Tensor, t: i32, lr: f64) {
+    let (b1, b2, eps, wd) = (0.9, 0.999, 1e-8, 1e-2);
+    let g = g + &*p * wd;
+    *m = &*m * b1 + &g * (1.0 - b1);
+    *v = &*v * b2 + &g * &g * (1.0 - b2);
+    let denom = v.sqrt() / (1.0 - b2.powi(t)).sqrt() + eps;
+    *p = &*p - &*m / denom * (lr / (1.0 - b1.powi(t)));
+}
+
+#[test]
+fn fused_step_equals_the_written_out_update_and_skips_params_without_grad() {
+    tch::manual_seed(3);
+    let shapes: [&[i64]; 3] = [&[7, 5], &[13], &[2, 3, 4]];
+    let params: Vec<(String, Tensor)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let t = Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            (format!("p{i}"), t)
+        })
+        .collect();
+    let mut refs: Vec<[Tensor; 3]> = params
+        .iter()
+        .map(|(_, p)| [p.detach().copy(), p.zeros_like(), p.zeros_like()])
+        .collect();
+    let frozen_before = params[2].1.detach().copy();
+    let shared = params
+        .iter()
+        .map(|(n, p)| (n.clone(), p.shallow_clone()))
+        .collect();
+    let mut adam = pstl::optim::Adam::from_params(shared, 1e-2);
+    for t in 1..=4 {
+        adam.zero_grad();
+        // A loss on the first two parameters only: the third gets no gradient.
+        let loss = (params[0].1.sin().sum(Kind::Float)
+            + params[1].1.pow_tensor_scalar(3).sum(Kind::Float))
+            * (t as f64);
+        loss.backward();
+        let lr = 1e-2 * t as f64;
+        for (i, r) in refs.iter_mut().take(2).enumerate() {
+            let g = params[i].1.grad().detach().copy();
+            let [p, m, v] = r;
+            reference_step(p, m, v, &g, t, lr);
+        }
+        adam.step(lr);
+    }
+    for (i, r) in refs.iter().take(2).enumerate() {
+        let diff = (&params[i].1.detach() - &r[0])
+            .abs()
+            .max()
+            .double_value(&[]);
+        let scale = r[0].abs().max().double_value(&[]);
+        assert!(
+            diff <= 1e-6 * scale,
+            "param {i}: |fused - reference| = {diff}"
+        );
+    }
+    assert!(
+        params[2].1.detach().equal(&frozen_before),
+        "a parameter without gradient moved"
+    );
+    assert_eq!(adam.step, 4);
 }
