@@ -220,6 +220,8 @@ pub struct Trainer {
     pub pg: Option<Arc<ProcessGroup>>,
     /// Loss scaler of `precision = "fp16"`.
     pub scaler: Option<LossScaler>,
+    /// Seconds spent averaging gradients over ranks (after backward: no overlap).
+    pub allreduce_seconds: f64,
 }
 
 /// Outcome of a pretraining run.
@@ -265,6 +267,7 @@ impl Trainer {
             step: 0,
             pg: None,
             scaler,
+            allreduce_seconds: 0.0,
         }
     }
 
@@ -360,7 +363,9 @@ impl Trainer {
         total
             .f_backward()
             .with_context(|| format!("rank {}/{}: backward", pg.rank, pg.world))?;
+        let t0 = Instant::now();
         pg.average_gradients(&self.named(true))?;
+        self.allreduce_seconds += t0.elapsed().as_secs_f64();
         // Identical gradients on every rank now, so fp16's skip decision agrees.
         self.optimizer_step(lr);
         Ok(losses)
@@ -811,6 +816,17 @@ pub fn pretrain(
     if let Some(pg) = &opts.dist {
         // No rank leaves (a launcher would kill the rest) before rank 0 has written.
         pg.barrier()?;
+        let total = start.elapsed().as_secs_f64();
+        tracing::info!(
+            allreduce_seconds = trainer.allreduce_seconds,
+            "rank {}/{}: gradient all-reduce took {:.2} s of {:.1} s ({:.1}%), after backward \
+             (tch has no gradient hooks, so it does not overlap backward)",
+            pg.rank,
+            pg.world,
+            trainer.allreduce_seconds,
+            total,
+            100.0 * trainer.allreduce_seconds / total.max(1e-9)
+        );
     }
     let _ = std::io::stderr().flush();
     Ok(PretrainReport {
