@@ -1,8 +1,8 @@
-"""PyTorch reference of PSTL's ST-GCN encoder with the official state_dict keys.
-
-Written from the method notes (../shared/pstl-method.md, sections 2-4), not copied
-from the authors' code. It lets tests load pstl's exports in plain PyTorch and check
-pstl's numerics against the authors' golden outputs.
+"""PyTorch checks of PSTL's ST-GCN encoder with the official state_dict keys: the
+encoder of the `pstl-torch` package (python/pstl_torch, written from the method notes,
+not copied from the authors' code), the Barlow Twins loss and MATM. They let tests
+load pstl's exports in plain PyTorch and check the numerics against the authors'
+golden outputs.
 
 CLI:
   stgcn_ref.py --check-golden G.safetensors
@@ -12,6 +12,7 @@ CLI:
 """
 
 import argparse
+import pathlib
 import sys
 
 import numpy as np
@@ -19,107 +20,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-NUM_JOINTS = 25
-CENTER = 20
-# (child, parent), 1-based NTU bones; (21, 21) is the root's self pair and adds no edge.
-BONES_1BASED = [
-    (1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21),
-    (10, 9), (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1),
-    (18, 17), (19, 18), (20, 19), (21, 21), (22, 23), (23, 8), (24, 25), (25, 12),
-]
-# (in, out, stride) per block; block 0 has no residual and no dropout.
-BLOCKS = [(3, 16, 1), (16, 16, 1), (16, 16, 1), (16, 16, 1), (16, 32, 2),
-          (32, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1), (64, 256, 1)]
 BT_LAMBDA = 2e-4
 
-
-def spatial_graph(num_joints=NUM_JOINTS, center=CENTER, bones=BONES_1BASED):
-    """ST-GCN "spatial" partition with max_hop 1, shape (3, V, V), float32."""
-    adj = np.eye(num_joints)
-    for c, p in bones:
-        if c != p:
-            adj[c - 1, p - 1] = adj[p - 1, c - 1] = 1
-    hop = np.full((num_joints, num_joints), np.inf)
-    hop[adj > 0] = 1
-    hop[np.eye(num_joints) > 0] = 0
-    normed = adj / adj.sum(axis=0, keepdims=True)  # A . D^-1, D = column sums
-    to_center = hop[:, center]
-    dj, di = to_center[:, None], to_center[None, :]  # hop(j, center), hop(i, center)
-    near = hop == 1
-    root0 = np.where(hop == 0, normed, 0)
-    root1_close = np.where(near & (dj >= di), normed, 0)  # equal -> root, larger -> close
-    further = np.where(near & (dj < di), normed, 0)
-    return torch.tensor(np.stack([root0, root1_close, further]), dtype=torch.float32)
-
-
-class GraphConv(nn.Module):
-    """1x1 conv to K*out channels, then sum over partitions with the adjacency."""
-
-    def __init__(self, c_in, c_out, k=3):
-        super().__init__()
-        self.k = k
-        self.conv = nn.Conv2d(c_in, c_out * k, 1)
-
-    def forward(self, x, a):
-        x = self.conv(x)
-        n, kc, t, v = x.shape
-        x = x.view(n, self.k, kc // self.k, t, v)
-        return torch.einsum("nkctv,kvw->nctw", x, a)
-
-
-class Block(nn.Module):
-    """ST-GCN block: gcn -> tcn, plus residual, then ReLU."""
-
-    def __init__(self, c_in, c_out, stride, dropout, residual):
-        super().__init__()
-        self.gcn = GraphConv(c_in, c_out)
-        self.tcn = nn.Sequential(
-            nn.BatchNorm2d(c_out), nn.ReLU(),
-            nn.Conv2d(c_out, c_out, (9, 1), (stride, 1), (4, 0)),
-            nn.BatchNorm2d(c_out), nn.Dropout(dropout))
-        if not residual:
-            self.residual = None
-        elif c_in == c_out and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, (stride, 1)), nn.BatchNorm2d(c_out))
-
-    def forward(self, x, a):
-        res = 0 if self.residual is None else self.residual(x)
-        return torch.relu(self.tcn(self.gcn(x, a)) + res)
-
-
-class Encoder(nn.Module):
-    """ST-GCN at 1/4 width: (N, 3, T, V, M) -> (N, 256)."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("A", spatial_graph())
-        self.data_bn = nn.BatchNorm1d(3 * NUM_JOINTS)
-        self.st_gcn_networks = nn.ModuleList(
-            Block(ci, co, s, 0.0 if i == 0 else 0.5, residual=i > 0)
-            for i, (ci, co, s) in enumerate(BLOCKS))
-        self.edge_importance = nn.ParameterList(
-            nn.Parameter(torch.ones_like(self.A)) for _ in BLOCKS)
-
-    def forward(self, x, ignore_joint=None):
-        n, c, t, v, m = x.shape
-        x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)
-        x = self.data_bn(x)
-        x = x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-        a = self.A
-        importance = list(self.edge_importance)
-        if ignore_joint is not None and len(ignore_joint) > 0:
-            drop = {int(j) for j in ignore_joint}
-            keep = torch.tensor([j for j in range(v) if j not in drop], device=x.device)
-            x = x[..., keep]
-            a = a[:, keep][:, :, keep]
-            importance = [w[:, keep][:, :, keep] for w in importance]
-        for block, w in zip(self.st_gcn_networks, importance):
-            x = block(x, a * w)
-        x = x.mean(dim=(2, 3)).view(n, m, -1).mean(dim=1)
-        return x
+# The encoder is the Python package's (python/pstl_torch), imported from the source
+# tree so these checks also run before `make test` installs the package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "python"))
+from pstl_torch.model import Encoder, spatial_graph  # noqa: E402
 
 
 def build_encoder() -> nn.Module:
