@@ -141,17 +141,23 @@ pub fn random_batch(cfg: &Config, device: Device) -> Tensor {
     Tensor::randn([b, 3, 50, v, 2], (Kind::Float, device))
 }
 
-/// `warmup` untimed steps, then `steps` timed ones, each phase synchronised.
-pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<BenchReport> {
+/// [`random_batch`] after the checks pretraining makes: the precision against the
+/// device, the data-dependent keys against the batch's shape.
+fn checked_batch(cfg: &Config, device: Device) -> Result<Tensor> {
     crate::train::check_precision(cfg.pretrain.precision, device)?;
     let x = random_batch(cfg, device);
-    // The same data checks as pretraining, against the random batch's shape.
     let size = x.size();
     cfg.validate_data(
         "the benchmark's random batch",
         size[2] as usize,
         size[3] as usize,
     )?;
+    Ok(x)
+}
+
+/// `warmup` untimed steps, then `steps` timed ones, each phase synchronised.
+pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<BenchReport> {
+    let x = checked_batch(cfg, device)?;
     let mut trainer = Trainer::new(cfg, device);
     let lr = 1e-3;
     let mut split = Split::default();
@@ -200,15 +206,7 @@ pub fn run(cfg: &Config, device: Device, steps: usize, warmup: usize) -> Result<
 /// the loss, the learning rate, and the loss on the same views after one Adam update.
 /// Dropout is the config's: give `model.dropout=0` for a comparable step.
 pub fn dump_step(cfg: &Config, device: Device, path: &Path) -> Result<(f64, f64)> {
-    crate::train::check_precision(cfg.pretrain.precision, device)?;
-    let x = random_batch(cfg, device);
-    // The same data checks as pretraining, against the random batch's shape.
-    let size = x.size();
-    cfg.validate_data(
-        "the benchmark's random batch",
-        size[2] as usize,
-        size[3] as usize,
-    )?;
+    let x = checked_batch(cfg, device)?;
     let mut trainer = Trainer::new(cfg, device);
     let lr = 1e-3;
     // Deep copies: Adam updates the variables in place below.
