@@ -312,6 +312,50 @@ def timing(args):
     return 0
 
 
+def peak(args):
+    """The machine's limits for this step: a 4096^3 matrix product and the last
+    block's 256-channel temporal convolution (forward + backward, 256 sequences of
+    13 x 25), in fp32, in bf16, and in bf16 computed by the fp32 kernel on the bf16
+    operands (what pstl's bf16 mode does for that convolution on CPUs without AMX)."""
+    import torch.nn.functional as F
+    device = torch.device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    def best(fn, reps):
+        fn()
+        times = []
+        for _ in range(reps):
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    n = 4096
+    for dt in (torch.float32, torch.bfloat16):
+        a = torch.randn(n, n, device=device, dtype=dt)
+        secs = best(lambda: a @ a, 3)
+        print(f"peak: matmul {n}^3 {str(dt)[6:]}: {2 * n**3 / secs / 1e9:.0f} GFLOP/s")
+    x32 = torch.randn(256, 256, 13, 25, device=device)
+    w32 = torch.randn(256, 256, 9, 1, device=device) * 0.02
+    flops = 3 * 2 * 256 * 256 * 9 * 13 * 25 * 256
+    for name, dt, up in (("fp32", torch.float32, False), ("bf16", torch.bfloat16, False),
+                         ("bf16 via fp32 kernel", torch.bfloat16, True)):
+        x = x32.to(dt).requires_grad_()
+        w = w32.to(dt).requires_grad_()
+
+        def step():
+            xi, wi = (x.float(), w.float()) if up else (x, w)
+            y = F.conv2d(xi, wi, padding=(4, 0)).to(dt)
+            y.backward(torch.ones_like(y))
+        secs = best(step, 3)
+        print(f"peak: temporal conv 256x256x9, forward + backward, {name}: {secs:.3f} s, "
+              f"{flops / secs / 1e9:.0f} GFLOP/s")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", help="dump of `pstl bench --dump`: compare the losses")
@@ -325,12 +369,16 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--rtol-after", type=float, default=1e-3)
+    p.add_argument("--peak", action="store_true",
+                   help="time a large matmul and the largest convolution (the machine's limits)")
     args = p.parse_args()
+    if args.peak:
+        return peak(args)
     if args.check:
         return check(args)
     if args.weights:
         return timing(args)
-    p.error("give --check F or --weights F")
+    p.error("give --check F, --weights F or --peak")
 
 
 if __name__ == "__main__":

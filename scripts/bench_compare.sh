@@ -5,7 +5,9 @@
 #     by PyTorch; the loss before and after one Adam update must agree to 1e-4.
 #  2. speed: ROUNDS rounds of A (pstl) then B (PyTorch), STEPS timed steps each,
 #     interleaved so both see the same machine load; prints the ratio of the medians.
-# Env: CONFIG, STEPS (3), ROUNDS (2), THREADS (0 = all cores), DEVICE (cpu),
+# Env: CONFIG, STEPS (3), ROUNDS (2), WARMUP (1; untimed steps before each timed run:
+#      give 20 or more on CUDA, where cuDNN tunes each new CSM shape first),
+#      THREADS (0 = all cores), DEVICE (cpu),
 #      PRECISION (pstl's, fp32), PY_PRECISION (PyTorch's, fp32), SET (extra --set k=v),
 #      CHECK (1; 0 skips the equality check),
 #      RTOL_AFTER (1e-3: the loss after one Adam step, where rounding-level gradients
@@ -15,6 +17,7 @@ set -euo pipefail
 CONFIG=${CONFIG:-configs/ntu60_xsub_joint.toml}
 STEPS=${STEPS:-3}
 ROUNDS=${ROUNDS:-2}
+WARMUP=${WARMUP:-1}
 THREADS=${THREADS:-0}
 DEVICE=${DEVICE:-cpu}
 PRECISION=${PRECISION:-fp32}
@@ -42,10 +45,10 @@ echo "== speed: $ROUNDS x (pstl $PRECISION, PyTorch $PY_PRECISION), $STEPS steps
 "$BIN" bench "${common[@]}" --steps 0 --dump "$tmp/weights.safetensors" >/dev/null
 a=(); b=()
 for r in $(seq "$ROUNDS"); do
-  out=$("$BIN" bench "${common[@]}" --set "pretrain.precision=\"$PRECISION\"" --steps "$STEPS" --warmup 1)
+  out=$("$BIN" bench "${common[@]}" --set "pretrain.precision=\"$PRECISION\"" --steps "$STEPS" --warmup "$WARMUP")
   echo "$out"
   a+=("$(sed -n 's/^RESULT samples_per_s=//p' <<<"$out")")
-  out=$("$PY" benches/pytorch_step.py --weights "$tmp/weights.safetensors" --steps "$STEPS" --warmup 1 \
+  out=$("$PY" benches/pytorch_step.py --weights "$tmp/weights.safetensors" --steps "$STEPS" --warmup "$WARMUP" \
         --threads "$THREADS" --device "$DEVICE" --precision "$PY_PRECISION")
   echo "$out"
   b+=("$(sed -n 's/^RESULT samples_per_s=//p' <<<"$out")")

@@ -16,15 +16,8 @@ DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-0}
 EPOCHS=${EPOCHS:-6}
 STORE=${STORE:-data/synthetic.h5}
-BIN=${BIN:-target/release/pstl}
-PY=${PY:-.venv/bin/python}
-if [ -z "${WORK:-}" ]; then
-  WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"' EXIT
-fi
-mkdir -p "$WORK"
-sets=()
-for kv in ${SET:-}; do sets+=(--set "$kv"); done
+# shellcheck source=scripts/study_env.sh
+source "$(dirname "$0")/study_env.sh"
 common=(-c "$CONFIG" --device "$DEVICE" --threads "$THREADS" --runs-dir "$WORK/runs"
         --set "pretrain.epochs=$EPOCHS" "${sets[@]}")
 top1() { "$PY" -c 'import json,sys; v=json.load(sys.stdin); print(v["top1_last"], v["top1_best"])'; }

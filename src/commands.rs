@@ -207,7 +207,11 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Threads and device from the config.
 fn setup(cfg: &Config) -> Result<tch::Device> {
     set_threads(cfg.run.threads);
-    resolve_device(&cfg.run.device)
+    let device = resolve_device(&cfg.run.device)?;
+    if device == tch::Device::Cpu {
+        crate::device::keep_freed_memory();
+    }
+    Ok(device)
 }
 
 fn prepare(p: PrepareCmd, g: &GlobalOpts) -> Result<()> {

@@ -6,6 +6,7 @@
 //! `data_bn.*`, `edge_importance.{i}`, `st_gcn_networks.{i}.gcn.conv.*`,
 //! `st_gcn_networks.{i}.tcn.{0,2,3}.*`, `st_gcn_networks.{i}.residual.{0,1}.*`).
 
+use super::dropout::dropout;
 use super::graph::{Graph, Layout};
 use super::init;
 use super::precision;
@@ -208,7 +209,7 @@ impl StGcnBlock {
             [self.pad, 0],
             self.compute,
         );
-        let y = batch_norm(&y, &self.bn2, train).dropout(self.dropout, train);
+        let y = dropout(&batch_norm(&y, &self.bn2, train), self.dropout, train);
         match res {
             Some(r) => (y + r).relu(),
             None => y.relu(),

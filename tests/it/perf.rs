@@ -1,5 +1,6 @@
 //! Performance paths: the benchmark's step equals the authors' step in PyTorch, the
-//! bf16 path stays close to fp32, fp16 is refused on CPU, the loss scaler.
+//! bf16 path stays close to fp32 (and its convolution on the fp32 kernel equals the bf16
+//! kernel), fp16 is refused on CPU, the loss scaler, the parallel dropout masks.
 
 use crate::common::{pstl_bin, python, root};
 use pstl::config::Config;
@@ -145,4 +146,145 @@ fn loss_scaler_unscales_and_skips_non_finite_steps() {
         "non-finite gradient not detected"
     );
     assert_eq!(s.scale, 8.0, "a skipped step halves the scale");
+}
+
+/// The parallel CPU dropout mask: values `0` or `1 / keep` in the requested kind, the
+/// kept fraction equal to `keep`, a function of the seed alone (not of the thread
+/// count), and different streams for different chunks.
+#[test]
+fn dropout_mask_is_bernoulli_and_depends_on_the_seed_only() {
+    use pstl::model::dropout::keep_mask;
+    let n = 1_000_000i64;
+    for (kind, keep) in [
+        (Kind::Float, 0.5),
+        (Kind::BFloat16, 0.5),
+        (Kind::Float, 0.7),
+    ] {
+        let m = keep_mask(&[n], kind, keep, 7).to_kind(Kind::Double);
+        // 1 / keep as stored in `kind`.
+        let scale = Tensor::from(1.0 / keep)
+            .to_kind(kind)
+            .to_kind(Kind::Double)
+            .double_value(&[]);
+        let kept = m.ne(0.0).to_kind(Kind::Double);
+        let bad = (m.ne(0.0).logical_and(&m.ne(scale)))
+            .sum(Kind::Int64)
+            .int64_value(&[]);
+        assert_eq!(bad, 0, "{kind:?}: values other than 0 and {scale}");
+        let frac = kept.mean(Kind::Double).double_value(&[]);
+        // 1e6 draws: the sd of the fraction is below 5e-4.
+        assert!(
+            (frac - keep).abs() < 3e-3,
+            "{kind:?}: kept {frac}, want {keep}"
+        );
+        // Consecutive 64 Ki chunks are different streams.
+        let (a, b) = (kept.narrow(0, 0, 65_536), kept.narrow(0, 65_536, 65_536));
+        assert!(!a.equal(&b), "chunks 0 and 1 repeat the same stream");
+    }
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let a = one.install(|| keep_mask(&[3, 100_000], Kind::Float, 0.5, 11));
+    let b = keep_mask(&[3, 100_000], Kind::Float, 0.5, 11);
+    let c = keep_mask(&[3, 100_000], Kind::Float, 0.5, 12);
+    assert!(a.equal(&b), "the mask depends on the thread count");
+    assert!(!a.equal(&c), "seeds 11 and 12 give the same mask");
+}
+
+/// `dropout` multiplies by the mask in training (gradient = mask), is fixed by
+/// `tch::manual_seed`, and is the identity in evaluation.
+#[test]
+fn dropout_follows_the_libtorch_seed_and_passes_the_mask_gradient() {
+    use pstl::model::dropout::dropout;
+    for kind in [Kind::Float, Kind::BFloat16] {
+        let x = Tensor::rand([64, 16, 50, 25], (kind, Device::Cpu)) + 0.5;
+        let x = x.set_requires_grad(true);
+        tch::manual_seed(3);
+        let y1 = dropout(&x, 0.5, true);
+        tch::manual_seed(3);
+        let y2 = dropout(&x, 0.5, true);
+        let y3 = dropout(&x, 0.5, true);
+        assert!(y1.equal(&y2), "{kind:?}: same seed, different masks");
+        assert!(!y1.equal(&y3), "{kind:?}: a second call repeated the mask");
+        y1.sum(Kind::Float).backward();
+        let mask = y1.detach() / x.detach();
+        assert!(
+            x.grad().allclose(&mask, 1e-2, 1e-2, false),
+            "{kind:?}: gradient"
+        );
+        let frac = y1
+            .ne(0.0)
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[]);
+        assert!((frac - 0.5).abs() < 5e-3, "{kind:?}: kept {frac}");
+        assert!(
+            dropout(&x, 0.5, false).equal(&x),
+            "{kind:?}: eval changed the input"
+        );
+    }
+}
+
+/// A bf16 temporal convolution with 128+ input channels, which runs libtorch's fp32
+/// kernel on the bf16 operands on CPUs without AMX, equals libtorch's bf16 convolution
+/// to bf16 rounding, in its output and in the gradients of input, weight and bias.
+#[test]
+fn bf16_convolution_on_the_fp32_kernel_equals_the_bf16_kernel() {
+    use pstl::model::precision;
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let cfg = tch::nn::ConvConfigND {
+        stride: [1, 1],
+        padding: [4, 0],
+        ..Default::default()
+    };
+    let conv = tch::nn::conv(vs.root() / "c", 128, 32, [9, 1], cfg);
+    tch::manual_seed(1);
+    let x0 = Tensor::randn([4, 128, 13, 5], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+    // The path under test (reported, so that a machine with AMX shows what it checked).
+    let switched = precision::fp32_kernel_is_faster(&x0, &conv.ws);
+    eprintln!("fp32 kernel for the bf16 convolution: {switched}");
+    let run = |native: bool| {
+        let x = x0.copy().set_requires_grad(true);
+        for mut v in vs.trainable_variables() {
+            v.zero_grad();
+        }
+        let y = if native {
+            x.conv2d(
+                &conv.ws.to_kind(Kind::BFloat16),
+                conv.bs.as_ref().map(|b| b.to_kind(Kind::BFloat16)),
+                [1, 1],
+                [4, 0],
+                [1, 1],
+                1,
+            )
+        } else {
+            precision::conv2d(&x, &conv, [1, 1], [4, 0], Kind::BFloat16)
+        };
+        assert_eq!(y.kind(), Kind::BFloat16, "output kind");
+        let g = Tensor::randn(y.size(), (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        (&y * &g).sum(Kind::Float).backward();
+        let f = |t: &Tensor| t.to_kind(Kind::Float);
+        let bias = conv.bs.as_ref().map(|b| f(&b.grad())).unwrap();
+        [f(&y.detach()), f(&x.grad()), f(&conv.ws.grad()), bias]
+    };
+    tch::manual_seed(2);
+    let ours = run(false);
+    tch::manual_seed(2);
+    let native = run(true);
+    for (what, (a, b)) in ["output", "input grad", "weight grad", "bias grad"]
+        .iter()
+        .zip(ours.iter().zip(&native))
+    {
+        // bf16 keeps 8 significant bits: a different summation order may move a value
+        // by one unit in the last place, at most 2^-8 of the largest (measured: 7e-7
+        // for the output, 1.5e-6 for the input gradient, 0 for weight and bias).
+        let scale = b.abs().max().double_value(&[]);
+        let err = (a - b).abs().max().double_value(&[]) / scale;
+        eprintln!("{what}: {err:.2e}");
+        assert!(
+            err < 8e-3,
+            "{what}: max difference {err:.2e} of the largest value"
+        );
+    }
 }
