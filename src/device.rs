@@ -48,7 +48,8 @@ pub fn set_threads(n: usize) {
 /// few GB afresh: a tenth of a CPU step went to the kernel's page clearing. With `mmap`
 /// off and no trimming, the heap keeps them (PyTorch recommends jemalloc or tcmalloc on
 /// CPU for the same reason). Freed blocks are reused rather than returned, which
-/// raised the peak resident size of the official fp32 step from 8.2 to 9.5 GB. Call before the first large allocation; a no-op on other C libraries.
+/// raised the peak resident size of the official fp32 step from 8.2 to 9.5 GB. Call
+/// before the first large allocation; a no-op on other C libraries.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; it is called before the

@@ -34,32 +34,26 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
 /// A CPU tensor of `shape` and `kind` whose elements are
 /// `1 / keep` with probability `keep` and `0` otherwise, from the streams of `seed`.
 pub fn keep_mask(shape: &[i64], kind: Kind, keep: f64, seed: u64) -> Tensor {
+    if !matches!(kind, Kind::Float | Kind::BFloat16) {
+        // Other kinds (unused by the encoder): drawn in fp32, then converted.
+        return keep_mask(shape, Kind::Float, keep, seed).to_kind(kind);
+    }
     let mask = Tensor::empty(shape, (kind, Device::Cpu));
     let n = mask.numel();
     // An element is kept when its 32-bit draw is below `keep * 2^32` (exact for 0.5).
     let threshold = (keep * 4_294_967_296.0).round() as u64;
     let scale = 1.0 / keep;
     let ptr = mask.data_ptr();
-    match kind {
-        Kind::Float => {
-            // SAFETY: `mask` is a fresh contiguous CPU tensor of `n` f32 that nothing
-            // else references until this function returns it.
-            let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut f32, n) };
-            fill(out, threshold, seed, scale as f32, 0.0);
-        }
-        Kind::BFloat16 => {
-            // SAFETY: as above, `n` bf16 values stored as their 16-bit patterns.
-            let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u16, n) };
-            fill(
-                out,
-                threshold,
-                seed,
-                half::bf16::from_f64(scale).to_bits(),
-                0,
-            );
-        }
-        // Other kinds (unused by the encoder): drawn in fp32, then converted.
-        other => return keep_mask(shape, Kind::Float, keep, seed).to_kind(other),
+    if kind == Kind::Float {
+        // SAFETY: `mask` is a fresh contiguous CPU tensor of `n` f32 that nothing else
+        // references until this function returns it.
+        let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut f32, n) };
+        fill(out, threshold, seed, scale as f32, 0.0);
+    } else {
+        // SAFETY: as above, `n` bf16 values stored as their 16-bit patterns.
+        let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u16, n) };
+        let one = half::bf16::from_f64(scale).to_bits();
+        fill(out, threshold, seed, one, 0);
     }
     mask
 }

@@ -78,16 +78,19 @@ pub fn fp32_kernel_is_faster(x: &Tensor, w: &Tensor) -> bool {
 }
 
 /// AMX-BF16 (CPUID leaf 7, EDX bit 22), whose tile multiply makes bf16 convolutions
-/// several times faster than fp32 ones.
+/// several times faster than fp32 ones. Read once (CPUID traps in a virtual machine).
 fn cpu_has_amx() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        (std::arch::x86_64::__cpuid_count(7, 0).edx >> 22) & 1 == 1
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static AMX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AMX.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            (std::arch::x86_64::__cpuid_count(7, 0).edx >> 22) & 1 == 1
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// `x.apply(linear)` computed in `kind` (weights cast on the fly).
