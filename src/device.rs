@@ -45,9 +45,9 @@ pub fn set_threads(n: usize) {
 /// Keep freed memory in the process for reuse (glibc's malloc). By default glibc serves
 /// blocks of 32 MiB and more (every activation of a training step at the official
 /// size) with `mmap` and returns them on `free`, so each step faults in and zeroes its
-/// few GB afresh: a tenth of a CPU step went to the kernel's page clearing. With `mmap`
-/// off and no trimming, the heap keeps them (PyTorch recommends jemalloc or tcmalloc on
-/// CPU for the same reason). Freed blocks are reused rather than returned, which
+/// few GB afresh: a tenth of a bf16 step's CPU time went to faults and page zeroing.
+/// With `mmap` off and no trimming, the heap keeps them (PyTorch recommends jemalloc or
+/// tcmalloc on CPU for the same reason). Freed blocks are reused rather than returned, which
 /// raised the peak resident size of the official fp32 step from 8.2 to 9.5 GB. Call
 /// before the first large allocation; a no-op on other C libraries.
 pub fn keep_freed_memory() {
