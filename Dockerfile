@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # pstl in a container: `make docker` (docker or podman), then
 # `docker run --gpus all -v "$PWD/runs:/work/runs" -w /work pstl pretrain --config ...`.
-# Multi-GPU / multi-node: `torchrun`-style variables or `srun` (see the README).
+# Multi-GPU / multi-node: `torchrun`-style variables or `srun` (see docs/cluster.md).
 #
 # Both stages are Debian bookworm, so glibc and the HDF5 soname (libhdf5_serial.so.103,
 # package libhdf5-103-1) are the ones the binary was linked against. No CUDA base image

@@ -1,5 +1,5 @@
 """The authors' PSTL pretraining loop in plain PyTorch, on a pstl HDF5 store: the
-baseline of the seed study in the README ("Training outcome: pstl against the PyTorch
+baseline of the seed study in docs/fidelity.md ("Training outcome: pstl against the PyTorch
 loop"), written for this repository after the structure of YujieOuO/PSTL
 (`procedure.py`: a shuffled DataLoader that keeps the last partial batch, the lr set by
 `adjust_learning_rate`, Adam with L2 weight decay) around the step of

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Precision study (README, Performance): for each seed, pstl pretrains once in fp32 and
+# Precision study (docs/performance.md, "bf16 against fp32 in training"): for each seed, pstl pretrains once in fp32 and
 # once in bf16 (`pretrain.precision`), the two side by side with THREADS threads each,
 # and `pstl eval linear` scores both encoders with the same seed. Prints one line per
 # seed and precision (linear top-1 of the last and best epoch, final pretraining loss,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed study (README, "Training outcome: pstl against the authors' loop"): pstl's
+# Seed study (docs/fidelity.md, "Training outcome: pstl against the authors' loop"): pstl's
 # pretraining and the authors' loop in PyTorch (benches/pytorch_train.py) on the same
 # store, sizes and schedule, each encoder scored by the same `pstl eval linear` with the
 # same seed. Prints one line per seed and implementation, then mean and sample standard

@@ -4,8 +4,9 @@
 //! update) that `benches/pytorch_step.py --check` recomputes with the authors' model.
 
 use crate::config::Config;
+use crate::method::{pstl_views, views_losses, PstlViews as Views};
 use crate::model::EncoderConfig;
-use crate::train::{pstl_views, views_losses, PstlViews as Views, Trainer};
+use crate::train::Trainer;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -289,7 +290,7 @@ pub fn loader(cfg: &Config, in_memory: bool, epochs: usize) -> Result<LoaderRepo
     for e in 0..epochs {
         for batch in loader.epoch(e as u64) {
             let b = batch?;
-            let x = crate::train::batch_tensor(&b.x, b.shape, Device::Cpu);
+            let x = crate::device::batch_tensor(&b.x, b.shape, Device::Cpu);
             samples += x.size()[0] as usize;
         }
     }

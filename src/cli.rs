@@ -1,10 +1,12 @@
 //! The command line: `pstl <command>`; see `pstl --help` and `pstl <command> --help`.
+//! Argument types only (one struct per command) and the config they resolve to; what a
+//! command does is in [`crate::commands`], and `main.rs` dispatches.
 
 use crate::config::Config;
 use crate::stream::Stream;
-use anyhow::{Context, Result};
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use std::path::{Path, PathBuf};
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 
 /// Self-supervised skeleton action representations with PSTL (AAAI 2023).
 #[derive(Debug, Parser)]
@@ -104,15 +106,19 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  pstl completions bash > /etc/bash_completion.d/pstl\n  pstl completions man > pstl.1"
     )]
-    Completions {
-        /// Shell (bash, zsh, fish, elvish, powershell) or `man` for the roff man page.
-        #[arg(value_enum)]
-        shell: CompletionTarget,
-    },
+    Completions(CompletionsArgs),
     /// Markdown table of the results.json files under run folders, in the paper's layout
     /// with the published figures and the differences.
     #[command(after_help = "Example:\n  pstl report runs --out report.md")]
     Report(ReportArgs),
+}
+
+/// `pstl completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell (bash, zsh, fish, elvish, powershell) or `man` for the roff man page.
+    #[arg(value_enum)]
+    pub shell: CompletionTarget,
 }
 
 /// Targets of `pstl completions`.
@@ -125,26 +131,6 @@ pub enum CompletionTarget {
     Powershell,
     /// The man page (roff).
     Man,
-}
-
-/// Write completions or the man page for `target` to `out`.
-pub fn write_completions(target: CompletionTarget, out: &mut dyn std::io::Write) -> Result<()> {
-    use clap_complete::Shell;
-    let mut cmd = Cli::command();
-    let shell = match target {
-        CompletionTarget::Bash => Shell::Bash,
-        CompletionTarget::Zsh => Shell::Zsh,
-        CompletionTarget::Fish => Shell::Fish,
-        CompletionTarget::Elvish => Shell::Elvish,
-        CompletionTarget::Powershell => Shell::PowerShell,
-        CompletionTarget::Man => {
-            return clap_mangen::Man::new(cmd)
-                .render(out)
-                .context("writing the man page");
-        }
-    };
-    clap_complete::generate(shell, &mut cmd, "pstl", out);
-    Ok(())
 }
 
 /// NTU benchmarks.
@@ -474,34 +460,6 @@ pub fn resolve_config(opts: &ConfigOpts, global: &GlobalOpts) -> Result<Config> 
     Ok(Config::load_labelled(opts.config.as_deref(), &overrides)?)
 }
 
-/// Create `dir`, and write the resolved config and the command line into it.
-pub fn prepare_run_dir(dir: &Path, cfg: &Config) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating run directory {}", dir.display()))?;
-    crate::io::atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    let cmd: Vec<String> = std::env::args().collect();
-    crate::io::atomic_write(
-        &dir.join("command.txt"),
-        format!("{}\n", shell_join(&cmd)).as_bytes(),
-    )?;
-    Ok(())
-}
-
-fn shell_join(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// An error and its causes on one line, `outer: cause: ...`, leaving out a cause whose
 /// text the line holds already (OS and HDF5 errors that quote their source).
 pub fn error_chain(e: &anyhow::Error) -> String {
@@ -517,16 +475,4 @@ pub fn error_chain(e: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
-}
-
-/// Parse and run.
-pub fn main() -> Result<()> {
-    let cli = Cli::parse();
-    crate::logging::init(cli.global.log_format, cli.global.verbosity());
-    tracing::debug!(
-        "pstl {}: {}",
-        env!("CARGO_PKG_VERSION"),
-        shell_join(&std::env::args().collect::<Vec<_>>())
-    );
-    crate::commands::run(cli)
 }

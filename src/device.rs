@@ -1,7 +1,8 @@
-//! Device and thread selection shared by every command (`--device`, `--threads`).
+//! Device and thread selection shared by every command (`--device`, `--threads`), and
+//! the copy of a host batch to the device.
 
 use anyhow::{bail, Result};
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// Parse `auto|cpu|cuda|cuda:N`; `auto` picks CUDA device 0 when one is available.
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -66,5 +67,37 @@ pub fn device_name(d: Device) -> String {
         Device::Cpu => "cpu".into(),
         Device::Cuda(n) => format!("cuda:{n}"),
         other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Copy a host batch to the device as `(N, C, T, V, M)` float; on CUDA through pinned
+/// memory with a non-blocking copy (the step queues behind it without a host wait).
+pub fn batch_tensor(x: &[f32], shape: [usize; 5], device: Device) -> Tensor {
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let host = Tensor::from_slice(x).view(dims.as_slice());
+    match device {
+        Device::Cuda(_) => pinned(&host).to_device_(device, Kind::Float, true, false),
+        _ => host.to_device(device),
+    }
+}
+
+extern "C" {
+    // src/dist/bridge.cpp
+    fn pstl_pin_memory(
+        t: *const torch_sys::C_tensor,
+        out: *mut *mut torch_sys::C_tensor,
+        err: *mut *mut std::ffi::c_char,
+    ) -> i32;
+}
+
+/// A page-locked copy of `host` for an asynchronous host-to-device copy; `host` itself
+/// when pinning fails (the copy is then synchronous).
+fn pinned(host: &Tensor) -> Tensor {
+    let (mut out, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
+    if unsafe { pstl_pin_memory(host.as_ptr(), &mut out, &mut err) } == 0 && !out.is_null() {
+        unsafe { Tensor::from_ptr(out) }
+    } else {
+        tracing::debug!("pinning a batch failed: {}", crate::dist::take_error(err));
+        host.shallow_clone()
     }
 }

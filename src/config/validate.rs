@@ -261,7 +261,7 @@ impl Config {
         );
         let layout = self.layout();
         for spec in &e.robust_part_sets {
-            let set = crate::eval::part_set(&layout, spec);
+            let set = crate::model::part_set(&layout, spec);
             let left = set.as_ref().map_or(0, |(_, js)| {
                 let mut js = js.clone();
                 js.sort_unstable();

@@ -4,15 +4,37 @@
 //! `scores.npy` (test logits), a confusion matrix and an accuracy curve, and prints
 //! a one-line summary. Test sets are always evaluated in eval mode, without
 //! augmentation and with a fixed seed for any random joint removal.
+//!
+//! This file holds what every protocol shares (the store's splits as tensors, the
+//! encoder, its features); [`classifier`] the classifier and its training, [`output`]
+//! what a protocol writes; one file per protocol beside them. A new protocol is a new
+//! file with a `pub fn name(cfg, ckpt, device, out) -> Result<Value>`, re-exported
+//! here, plus its `Protocol` variant in `cli.rs` and its arm in `commands/eval.rs`.
 
-mod protocols;
+mod classifier;
+mod ensemble;
+mod finetune;
+mod knn;
+mod linear;
+mod output;
+mod robust;
+mod semi;
+mod transfer;
 
-pub use protocols::*;
+pub use classifier::*;
+pub use ensemble::ensemble;
+pub use finetune::{finetune, finetune_rows};
+pub use knn::{knn, knn_accuracy};
+pub use linear::{linear, linear_with_data};
+pub use output::*;
+pub use robust::robust;
+pub use semi::{semi, semi_subset};
+pub use transfer::transfer;
 
 use crate::checkpoint;
 use crate::config::Config;
 use crate::data::store::Store;
-use crate::model::{init, Layout, StGcn};
+use crate::model::{Layout, StGcn};
 use crate::stream::Stream;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -146,35 +168,27 @@ pub fn check_finite(t: &Tensor, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Fraction (percent) of rows whose label is among the `k` highest logits.
-pub fn topk_accuracy(logits: &Tensor, y: &Tensor, k: i64) -> f64 {
-    let k = k.min(logits.size()[1]);
-    let (_, idx) = logits.topk(k, 1, true, true);
-    let hit = idx
-        .eq_tensor(&y.to_device(idx.device()).view([-1, 1]))
-        .any_dim(1, false);
-    100.0
-        * hit
-            .to_kind(Kind::Double)
-            .mean(Kind::Double)
-            .double_value(&[])
-}
-
-/// The linear classifier `fc` of the downstream protocols (xavier-normal, bias 0).
-pub fn classifier(vs: &nn::VarStore, feature_dim: i64, classes: i64) -> nn::Linear {
-    init::linear_xavier(&(vs.root() / "fc"), feature_dim, classes)
-}
-
-/// Confusion matrix `classes x classes` (rows: true class).
-pub fn confusion(logits: &Tensor, y: &Tensor, classes: i64) -> Vec<Vec<u64>> {
-    let pred: Vec<i64> =
-        Vec::try_from(logits.argmax(1, false).to_device(Device::Cpu)).unwrap_or_default();
-    let truth: Vec<i64> = Vec::try_from(y.to_device(Device::Cpu)).unwrap_or_default();
-    let mut m = vec![vec![0u64; classes as usize]; classes as usize];
-    for (t, p) in truth.iter().zip(&pred) {
-        if let (Some(row), true) = (m.get_mut(*t as usize), *p >= 0 && *p < classes) {
-            row[*p as usize] += 1;
-        }
-    }
-    m
+/// Eval-mode features of both splits (configured stream, no joints removed).
+pub fn split_features(
+    enc: &crate::model::StGcn,
+    data: &EvalData,
+    cfg: &Config,
+    device: Device,
+) -> Result<(Tensor, Tensor)> {
+    let layout = cfg.layout();
+    let f = |x: &Tensor| {
+        features(
+            enc,
+            x,
+            cfg.data.stream,
+            &layout,
+            &[],
+            cfg.eval.batch_size,
+            device,
+        )
+    };
+    let (train_f, test_f) = (f(&data.train_x), f(&data.test_x));
+    check_finite(&train_f, "features of the train split")?;
+    check_finite(&test_f, "features of the test split")?;
+    Ok((train_f, test_f))
 }

@@ -164,3 +164,28 @@ impl Graph {
         }
     }
 }
+
+/// Several body parts removed at once: `"left_arm,right_leg"` -> the name
+/// `left_arm+right_leg` and the union of their joints (NTU anatomy names, as
+/// `Layout::parts`). Unknown names are errors listing the known ones.
+pub fn part_set(layout: &Layout, spec: &str) -> anyhow::Result<(String, Vec<usize>)> {
+    let mut names = Vec::new();
+    let mut joints = Vec::new();
+    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((_, js)) = layout.parts.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<&str> = layout.parts.iter().map(|(n, _)| *n).collect();
+            anyhow::bail!(
+                "eval.robust_part_sets / --parts: unknown body part `{name}` in `{spec}` (known: {})",
+                known.join(", ")
+            );
+        };
+        if !names.contains(&name) {
+            names.push(name);
+            joints.extend_from_slice(js);
+        }
+    }
+    if names.is_empty() {
+        anyhow::bail!("eval.robust_part_sets / --parts: `{spec}` names no body part");
+    }
+    Ok((names.join("+"), joints))
+}

@@ -8,7 +8,7 @@ pub mod init;
 pub mod precision;
 pub mod stgcn;
 
-pub use graph::{Graph, Layout};
+pub use graph::{part_set, Graph, Layout};
 pub use head::{bt_loss, bt_loss_direct, BtHead, BtLoss};
 pub use precision::{LossScaler, Precision};
 pub use stgcn::{EncoderConfig, StGcn};

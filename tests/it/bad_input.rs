@@ -535,6 +535,6 @@ fn last_batch_of_one_is_skipped() {
     let report = pstl::train::pretrain(&cfg, tch::Device::Cpu, &run_dir, &opts).unwrap();
     assert!(report.final_loss.is_finite());
     // 17 samples in batches of 16: one step, the lone 17th sample is left out.
-    let rows = pstl::train::read_metrics(&run_dir.join("metrics.csv")).unwrap();
+    let rows = pstl::rundir::read_metrics(&run_dir.join("metrics.csv")).unwrap();
     assert_eq!(rows.last().map(|r| r.step), Some(1), "{rows:?}");
 }

@@ -74,7 +74,7 @@ pub fn tiny_overrides(store: &Path, run_dir: &Path, name: &str) -> Vec<String> {
 /// Write a small synthetic store into `dir` and return its path.
 pub fn tiny_store(dir: &Path, classes: usize, train: usize, test: usize) -> PathBuf {
     let path = dir.join("synthetic.h5");
-    pstl::commands::write_synth(
+    pstl::commands::synth::write_synth(
         &path,
         &SynthOpts {
             classes,

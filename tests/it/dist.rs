@@ -6,7 +6,7 @@
 
 use crate::common::{max_abs, pstl_bin, tiny_store};
 use pstl::dist::launch::{first_host, Launch};
-use pstl::train::read_metrics;
+use pstl::rundir::read_metrics;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -9,10 +9,10 @@ use pstl::data::pku::{center_crop, PKU_MAX_FRAMES};
 use pstl::data::RawSeq;
 use pstl::eval::{self, EvalOutput};
 use pstl::masking::{matm, matm_with, motion_score};
+use pstl::method::pstl_views;
 use pstl::model::Layout;
 use pstl::rng::PstlRng;
 use pstl::stream::{motion, Stream};
-use pstl::train::pstl_views;
 use rand::SeedableRng;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
@@ -296,9 +296,9 @@ fn robust_removes_several_parts_at_once() {
         .unwrap()
         .contains("left_arm+right_leg"));
 
-    let (_, joints) = eval::part_set(&layout, "trunk, left_leg").unwrap();
+    let (_, joints) = pstl::model::part_set(&layout, "trunk, left_leg").unwrap();
     assert_eq!(joints, vec![0, 1, 2, 3, 20, 12, 13, 14, 15]);
-    let err = eval::part_set(&layout, "left_arm,tail")
+    let err = pstl::model::part_set(&layout, "left_arm,tail")
         .unwrap_err()
         .to_string();
     assert!(err.contains("`tail`") && err.contains("right_leg"), "{err}");

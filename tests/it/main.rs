@@ -1,6 +1,7 @@
 //! The single integration-test binary of pstl (each test binary links libtorch, so
 //! there is only one). Modules mirror the library's.
 
+mod architecture;
 mod bad_input;
 mod cli;
 mod common;

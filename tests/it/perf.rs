@@ -4,8 +4,9 @@
 
 use crate::common::{pstl_bin, python, root};
 use pstl::config::Config;
+use pstl::method::{pstl_views, views_losses};
 use pstl::model::{LossScaler, Precision};
-use pstl::train::{pstl_views, views_losses, Trainer};
+use pstl::train::Trainer;
 use rand::SeedableRng;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};

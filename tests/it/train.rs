@@ -2,7 +2,8 @@
 //! continues to the same weights as an uninterrupted run, bad input stops cleanly.
 
 use crate::common::{max_abs, pstl_bin, tiny_config, tiny_overrides, tiny_store};
-use pstl::train::{pretrain, read_metrics, PretrainOptions, Trainer};
+use pstl::rundir::read_metrics;
+use pstl::train::{pretrain, PretrainOptions, Trainer};
 use std::path::Path;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};

@@ -1,6 +1,7 @@
-//! One run directory, one job: the run lock, `--fresh` moving an old run aside, the
-//! clean-up before a resume (metrics cut back to the checkpoint, stale temporaries
-//! removed), the resume config check, and the stop signals of schedulers.
+//! One run directory, one job: its files ([`RunFiles`], `config.toml`, `command.txt`),
+//! the run lock, `--fresh` moving an old run aside, the metrics file ([`MetricsRow`],
+//! [`MetricsLog`]) and its clean-up before a resume (cut back to the checkpoint, stale
+//! temporaries removed), the resume config check, and the stop signals of schedulers.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -15,6 +16,60 @@ pub const EXIT_INTERRUPTED: i32 = 75;
 
 /// The lock file inside a run directory.
 pub const LOCK_FILE: &str = ".lock";
+
+/// Names of the files in a run directory.
+pub struct RunFiles {
+    /// The run directory.
+    pub dir: PathBuf,
+}
+
+impl RunFiles {
+    /// Latest checkpoint (full state, for resume).
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.join("checkpoint.safetensors")
+    }
+    /// Final encoder in official keys (what `eval`, `embed` and `export` take).
+    pub fn encoder(&self) -> PathBuf {
+        self.dir.join("encoder.safetensors")
+    }
+    /// Per-interval metrics.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.csv")
+    }
+    /// Loss curves.
+    pub fn loss_plot(&self) -> PathBuf {
+        self.dir.join("loss.png")
+    }
+}
+
+/// Create `dir`, and write the resolved config and the command line into it.
+pub fn prepare_run_dir(dir: &Path, cfg: &crate::config::Config) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating run directory {}", dir.display()))?;
+    crate::io::atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let cmd: Vec<String> = std::env::args().collect();
+    crate::io::atomic_write(
+        &dir.join("command.txt"),
+        format!("{}\n", shell_join(&cmd)).as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Arguments as one shell-quoted line.
+pub fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// An exclusive `flock` on `<run>/.lock`, held while the value lives (the kernel drops
 /// it when the process dies, so a killed job never leaves a stale lock).
@@ -111,14 +166,14 @@ pub fn remove_stale_tmp(dir: &Path) -> Result<usize> {
 
 /// Keep the rows of `metrics.csv` up to `step` (and drop a half-written last line),
 /// rewriting the file atomically. Returns the rows kept.
-pub fn truncate_metrics(path: &Path, step: u64) -> Result<Vec<crate::train::MetricsRow>> {
+pub fn truncate_metrics(path: &Path, step: u64) -> Result<Vec<MetricsRow>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let rows: Vec<crate::train::MetricsRow> = reader
-        .deserialize::<crate::train::MetricsRow>()
+    let rows: Vec<MetricsRow> = reader
+        .deserialize::<MetricsRow>()
         .map_while(|r| r.ok())
         .filter(|r| r.step <= step)
         .collect();
@@ -134,6 +189,78 @@ pub fn truncate_metrics(path: &Path, step: u64) -> Result<Vec<crate::train::Metr
         Ok(())
     })?;
     Ok(rows)
+}
+
+/// One metrics row.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MetricsRow {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Global step after this interval.
+    pub step: u64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Mean total loss over the interval.
+    pub loss: f64,
+    /// Mean BT(anchor, MATM).
+    pub loss_matm: f64,
+    /// Mean BT(anchor, CSM).
+    pub loss_csm: f64,
+    /// Mean on-diagonal part (both losses).
+    pub on_diag: f64,
+    /// Mean off-diagonal part (both losses, before lambda).
+    pub off_diag: f64,
+    /// Throughput over the interval.
+    pub samples_per_s: f64,
+    /// Seconds since the start of this invocation.
+    pub seconds: f64,
+}
+
+/// Rank 0's metrics file and history.
+pub struct MetricsLog {
+    csv: csv::Writer<File>,
+    /// Rows logged so far (those kept from before a resume first).
+    pub history: Vec<MetricsRow>,
+}
+
+impl MetricsLog {
+    /// Open `metrics.csv` for a run at `step`: cut back to that step (a killed run may
+    /// have logged past its checkpoint, or half a line), or started anew at step 0.
+    pub fn open(files: &RunFiles, step: u64) -> Result<Self> {
+        let path = files.metrics();
+        let history = if step > 0 {
+            remove_stale_tmp(&files.dir)?;
+            truncate_metrics(&path, step)?
+        } else {
+            Vec::new()
+        };
+        let append = step > 0 && path.exists();
+        let file = File::options()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let csv = csv::WriterBuilder::new()
+            .has_headers(!append)
+            .from_writer(file);
+        Ok(MetricsLog { csv, history })
+    }
+
+    /// Append one row (flushed at once, so a killed run keeps every logged line).
+    pub fn push(&mut self, row: MetricsRow) -> Result<()> {
+        self.csv.serialize(&row)?;
+        self.csv.flush()?;
+        self.history.push(row);
+        Ok(())
+    }
+}
+
+/// Read a metrics CSV back (for plots after resume).
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
+    let mut r = csv::Reader::from_path(path)?;
+    Ok(r.deserialize().collect::<std::result::Result<_, _>>()?)
 }
 
 const METRICS_HEADER: [&str; 10] = [

@@ -1,0 +1,154 @@
+//! The PSTL method on one page (paper §3, Algorithm 1). Per step, three views of a
+//! batch: the **anchor** (augmentations only), the **temporal** view (augmented, then
+//! motion-attention temporal masking, MATM, [`crate::masking`]) and the **spatial** view
+//! (augmented; central spatial masking, CSM, removes joints inside the encoder). One
+//! shared encoder ([`crate::model::StGcn`]) and projector ([`crate::model::head`]) embed
+//! all three, and the loss is `BT(anchor, MATM) + BT(anchor, CSM)` with the Barlow Twins
+//! loss [`bt_loss`]. The anchor is encoded and projected once and serves both losses.
+//!
+//! [`pstl_losses`] is the single-process step; [`pstl_losses_dp`] is the same step on one
+//! rank of a data-parallel run, equal to it on the global batch. The training loop around
+//! them is [`crate::train`].
+
+use crate::augment::augment;
+use crate::config::Config;
+use crate::dist::{DistError, ProcessGroup};
+use crate::masking::{csm_draw, matm_with};
+use crate::model::{bt_loss, BtLoss, Layout, Pstl};
+use crate::rng::PstlRng;
+use tch::Tensor;
+
+/// The losses of one step, as device tensors.
+#[derive(Debug)]
+pub struct StepLosses {
+    /// `BT(anchor, MATM) + BT(anchor, CSM)`.
+    pub total: Tensor,
+    /// `BT(anchor, MATM)`.
+    pub matm: BtLoss,
+    /// `BT(anchor, CSM)`.
+    pub csm: BtLoss,
+}
+
+/// The three inputs of a PSTL step.
+#[derive(Debug)]
+pub struct PstlViews {
+    /// Anchor: augmentations only.
+    pub anchor: Tensor,
+    /// Augmented, then MATM (`T - 2m` frames).
+    pub temporal: Tensor,
+    /// Augmented; its joints `drop` are removed inside the encoder (CSM).
+    pub spatial: Tensor,
+    /// The CSM draw (may repeat a joint, as the authors' does).
+    pub drop: Vec<usize>,
+}
+
+/// The three views of joint batch `x`, in the authors' order (YujieOuO/PSTL
+/// `procedure.py`, `BTProcessor.train_epoch`): the stream is computed first
+/// (`data = get_stream(data)`), then each view draws its own crop, shear, rotation and
+/// flip; the MATM view is masked after augmenting; the CSM draw comes last.
+pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut PstlRng) -> PstlViews {
+    let data = cfg.data.stream.apply(x, layout);
+    let view = |rng: &mut PstlRng| augment(&data, &cfg.augment, layout, rng);
+    let anchor = view(rng);
+    let temporal = view(rng);
+    let temporal = if cfg.pretrain.mask_frame > 0 {
+        matm_with(
+            &temporal,
+            cfg.pretrain.mask_frame,
+            cfg.augment.per_sample,
+            rng,
+        )
+    } else {
+        temporal
+    };
+    let spatial = view(rng);
+    let drop = csm_draw(layout, cfg.pretrain.mask_joint, rng);
+    PstlViews {
+        anchor,
+        temporal,
+        spatial,
+        drop,
+    }
+}
+
+/// The two Barlow Twins losses of the projected views `z_anchor`, `z_temporal`,
+/// `z_spatial`.
+fn two_losses(
+    z_anchor: &Tensor,
+    z_temporal: &Tensor,
+    z_spatial: &Tensor,
+    lambda: f64,
+) -> StepLosses {
+    let matm = bt_loss(z_anchor, z_temporal, lambda);
+    let csm = bt_loss(z_anchor, z_spatial, lambda);
+    StepLosses {
+        total: &matm.total + &csm.total,
+        matm,
+        csm,
+    }
+}
+
+/// Build the three views of joint batch `x` and return the PSTL losses (one process).
+pub fn pstl_losses(
+    model: &Pstl,
+    x: &Tensor,
+    cfg: &Config,
+    layout: &Layout,
+    rng: &mut PstlRng,
+    train: bool,
+) -> StepLosses {
+    let views = pstl_views(x, cfg, layout, rng);
+    views_losses(model, &views, cfg, train)
+}
+
+/// The PSTL losses of prepared views.
+pub fn views_losses(model: &Pstl, v: &PstlViews, cfg: &Config, train: bool) -> StepLosses {
+    let embed = |x: &Tensor, drop: &[usize]| {
+        model
+            .head
+            .embed(&model.encoder.forward_drop(x, drop, train), train)
+    };
+    let z1 = embed(&v.anchor, &[]);
+    let z2 = embed(&v.temporal, &[]);
+    let z3 = embed(&v.spatial, &v.drop);
+    two_losses(&z1, &z2, &z3, cfg.pretrain.lambda)
+}
+
+/// This rank's rows `[offset, offset + n)` of a global batch of `global` rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Shard {
+    /// First row of this rank.
+    pub offset: usize,
+    /// Rows of the global batch.
+    pub global: usize,
+}
+
+/// Data-parallel PSTL losses: the views are drawn for the global batch (every rank
+/// draws the same numbers; other ranks' rows are zeros) and cut to this rank's rows;
+/// the encoder runs on those rows; the features are all-gathered with gradient and
+/// the projector, its batch norms and both losses run on the global batch.
+pub fn pstl_losses_dp(
+    model: &Pstl,
+    x: &Tensor,
+    shard: Shard,
+    pg: &ProcessGroup,
+    cfg: &Config,
+    layout: &Layout,
+    rng: &mut PstlRng,
+) -> Result<StepLosses, DistError> {
+    let n = x.size()[0];
+    let mut dims = x.size();
+    dims[0] = shard.global as i64;
+    let full = Tensor::zeros(dims.as_slice(), (x.kind(), x.device()));
+    full.narrow(0, shard.offset as i64, n).copy_(x);
+    let v = pstl_views(&full, cfg, layout, rng);
+    let cut = |t: &Tensor| t.narrow(0, shard.offset as i64, n);
+    let embed = |t: &Tensor, drop: &[usize]| {
+        let f = model.encoder.forward_drop(&cut(t), drop, true);
+        Ok::<_, DistError>(model.head.embed(&pg.all_gather_rows_autograd(&f)?, true))
+    };
+    let z1 = embed(&v.anchor, &[])?;
+    let z2 = embed(&v.temporal, &[])?;
+    let z3 = embed(&v.spatial, &v.drop)?;
+    Ok(two_losses(&z1, &z2, &z3, cfg.pretrain.lambda))
+}
