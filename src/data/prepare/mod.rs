@@ -5,7 +5,8 @@
 //!   official ignore list, parsed and normalised in parallel on the current rayon pool,
 //!   split by benchmark, stored in name order with label `action - 1`.
 //! - [`prepare_pku`]: PKU-MMD skeleton and label files plus a split file.
-//! - [`prepare_npy`]: AimCLR's already-normalised `*_position.npy` + label pickle.
+//! - [`prepare_npy`]: AimCLR's already-normalised `*_position.npy` + label pickle (its
+//!   own file, as it parses nothing).
 //!
 //! Files are processed in blocks and streamed into a [`StoreWriter`], so memory stays at
 //! one block of samples; the store appears only when complete.
@@ -19,14 +20,17 @@ use rayon::prelude::*;
 
 use super::error::{DataError, Result};
 use super::normalize::frame50;
-use super::npy::{read_label_pickle, read_npy_i64, NpyReader};
 use super::ntu::{parse_skeleton_file, NtuBenchmark, NtuDataset, NtuName};
 use super::pku::{
-    center_crop, cut_instance, parse_pku_skeleton_file, read_pku_labels, read_pku_split,
+    center_crop, cut_instance, parse_pku_skeleton_file, read_pku_labels, read_pku_split, PkuSplit,
     PKU_CLASSES, PKU_MAX_FRAMES,
 };
 use super::store::{StoreMeta, StoreWriter};
-use super::{RawSeq, CHANNELS, NTU_JOINTS, PERSONS};
+use super::{RawSeq, NTU_JOINTS, PERSONS};
+
+mod npy;
+
+pub use npy::{prepare_npy, PrepareNpyOpts};
 
 /// Files parsed in parallel before their samples are appended to the store.
 const BLOCK: usize = 512;
@@ -69,21 +73,6 @@ pub struct PreparePkuOpts {
     pub frames: usize,
     pub skip_bad: bool,
     pub progress: bool,
-}
-
-/// Options of [`prepare_npy`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrepareNpyOpts {
-    /// `(N, 3, T, 25, M)` float array.
-    pub train_data: PathBuf,
-    /// `(names, labels)` pickle, or an integer `.npy` of labels.
-    pub train_labels: PathBuf,
-    pub test_data: PathBuf,
-    pub test_labels: PathBuf,
-    pub out: PathBuf,
-    /// `ntu60`, `ntu120`, `pku1`, ... (sets `num_classes`; others use max label + 1).
-    pub dataset: String,
-    pub benchmark: String,
 }
 
 /// What a `prepare` run did.
@@ -142,6 +131,76 @@ fn append_samples(writer: &mut StoreWriter, samples: &[Sample], sample_len: usiz
     Ok(())
 }
 
+/// The store being written by a `prepare` run from raw files, with its report and
+/// progress: inputs are parsed in blocks on the rayon pool and appended in input order.
+struct Sink {
+    writer: StoreWriter,
+    sample_len: usize,
+    report: PrepareReport,
+    progress: Progress,
+    skip_bad: bool,
+}
+
+impl Sink {
+    /// Creates the store for `meta` at `out`, silent until [`Sink::show_progress`].
+    fn create(out: &Path, meta: &StoreMeta, report: PrepareReport, skip_bad: bool) -> Result<Self> {
+        Ok(Self {
+            writer: StoreWriter::create(out, meta)?,
+            sample_len: meta.sample_len(),
+            report,
+            progress: Progress(None),
+            skip_bad,
+        })
+    }
+
+    /// Reports progress over `total` inputs under `label` when `enabled`.
+    fn show_progress(&mut self, label: &str, total: usize, enabled: bool) {
+        self.progress = Progress::new(label, total, enabled);
+    }
+
+    /// Parses `inputs` in blocks of `block` with `parse` (one input to its samples) and
+    /// appends each block. An input that fails is skipped under `skip_bad` (listed by
+    /// `name`), else the error ends the run.
+    fn add_blocks<T: Sync>(
+        &mut self,
+        inputs: &[T],
+        block: usize,
+        name: impl Fn(&T) -> &str,
+        parse: impl Fn(&T) -> Result<Vec<Sample>> + Sync,
+    ) -> Result<()> {
+        for block in inputs.chunks(block) {
+            let results: Vec<Result<Vec<Sample>>> = block.par_iter().map(&parse).collect();
+            let mut samples = Vec::with_capacity(block.len());
+            for (input, result) in block.iter().zip(results) {
+                match result {
+                    Ok(s) => {
+                        self.report.parsed += 1;
+                        samples.extend(s);
+                    }
+                    Err(e) if self.skip_bad => self
+                        .report
+                        .skipped
+                        .push((name(input).to_owned(), e.to_string())),
+                    Err(e) => return Err(e),
+                }
+            }
+            append_samples(&mut self.writer, &samples, self.sample_len)?;
+            self.progress.inc(block.len());
+        }
+        Ok(())
+    }
+
+    /// Counts the samples, refuses an empty store, and renames the store into place.
+    fn finish(mut self, out: &Path, start: Instant) -> Result<PrepareReport> {
+        self.report.train = self.writer.len("train")?;
+        self.report.test = self.writer.len("test")?;
+        check_some_samples(&self.report, out)?;
+        self.writer.finish()?;
+        self.progress.finish();
+        Ok(self.report.finish(start))
+    }
+}
+
 /// Converts a directory of NTU `.skeleton` files into a store (see the module docs).
 pub fn prepare_ntu(opts: &PrepareNtuOpts) -> Result<PrepareReport> {
     let start = Instant::now();
@@ -153,8 +212,50 @@ pub fn prepare_ntu(opts: &PrepareNtuOpts) -> Result<PrepareReport> {
         Some(p) => read_ignore_list(p)?,
         None => HashSet::new(),
     };
-
     let mut report = PrepareReport::default();
+    let todo = select_ntu_files(opts, dataset, &ignore, &mut report)?;
+    report.files = todo.len() + report.skipped.len();
+
+    let meta = StoreMeta::new(
+        dataset.as_str(),
+        benchmark.as_str(),
+        dataset.num_classes(),
+        opts.frames,
+        format!(
+            "pstl prepare ntu: {} .skeleton files from {} (frame{} normalisation)",
+            todo.len(),
+            opts.raw.display(),
+            opts.frames
+        ),
+    );
+    let mut sink = Sink::create(&opts.out, &meta, report, opts.skip_bad)?;
+    sink.show_progress("prepare ntu", todo.len(), opts.progress);
+    sink.add_blocks(
+        &todo,
+        BLOCK,
+        |(_, stem, _)| stem,
+        |(path, stem, name)| {
+            let x = frame50(&parse_skeleton_file(path)?, opts.frames);
+            Ok(vec![Sample {
+                train: name.is_train(dataset, benchmark),
+                name: stem.clone(),
+                label: name.label(),
+                x,
+            }])
+        },
+    )?;
+    sink.finish(&opts.out, start)
+}
+
+/// The `.skeleton` files of `opts.raw` to convert, in name order, as (path, stem, name):
+/// those of `dataset` not on the ignore list (the others are counted in `report`), with
+/// actions within its classes. Unparsable names fail, or are skipped under `skip_bad`.
+fn select_ntu_files(
+    opts: &PrepareNtuOpts,
+    dataset: NtuDataset,
+    ignore: &HashSet<String>,
+    report: &mut PrepareReport,
+) -> Result<Vec<(PathBuf, String, NtuName)>> {
     let mut todo: Vec<(PathBuf, String, NtuName)> = Vec::new();
     for path in list_files(&opts.raw, "skeleton")? {
         let stem = path
@@ -193,50 +294,7 @@ pub fn prepare_ntu(opts: &PrepareNtuOpts) -> Result<PrepareReport> {
             ),
         ));
     }
-    report.files = todo.len() + report.skipped.len();
-
-    let meta = StoreMeta::new(
-        dataset.as_str(),
-        benchmark.as_str(),
-        num_classes,
-        opts.frames,
-        format!(
-            "pstl prepare ntu: {} .skeleton files from {} (frame{} normalisation)",
-            todo.len(),
-            opts.raw.display(),
-            opts.frames
-        ),
-    );
-    let mut writer = StoreWriter::create(&opts.out, &meta)?;
-    let mut progress = Progress::new("prepare ntu", todo.len(), opts.progress);
-    for block in todo.chunks(BLOCK) {
-        let results: Vec<Result<Vec<f32>>> = block
-            .par_iter()
-            .map(|(path, _, _)| parse_skeleton_file(path).map(|raw| frame50(&raw, opts.frames)))
-            .collect();
-        let mut samples = Vec::with_capacity(block.len());
-        for ((_, stem, name), result) in block.iter().zip(results) {
-            match result {
-                Ok(x) => samples.push(Sample {
-                    train: name.is_train(dataset, benchmark),
-                    name: stem.clone(),
-                    label: name.label(),
-                    x,
-                }),
-                Err(e) if opts.skip_bad => report.skipped.push((stem.clone(), e.to_string())),
-                Err(e) => return Err(e),
-            }
-        }
-        report.parsed += samples.len();
-        append_samples(&mut writer, &samples, meta.sample_len())?;
-        progress.inc(block.len());
-    }
-    report.train = writer.len("train")?;
-    report.test = writer.len("test")?;
-    check_some_samples(&report, &opts.out)?;
-    writer.finish()?;
-    progress.finish();
-    Ok(report.finish(start))
+    Ok(todo)
 }
 
 /// Converts PKU-MMD skeleton and label files into a store of action instances, named
@@ -244,36 +302,11 @@ pub fn prepare_ntu(opts: &PrepareNtuOpts) -> Result<PrepareReport> {
 pub fn prepare_pku(opts: &PreparePkuOpts) -> Result<PrepareReport> {
     let start = Instant::now();
     check_frames(opts.frames)?;
-    let part = match opts.part.to_ascii_lowercase().trim_start_matches("pku") {
-        "1" | "i" => "pku1",
-        "2" | "ii" => "pku2",
-        other => {
-            return Err(DataError::Invalid(format!(
-                "unknown PKU-MMD part {other:?} (expected 1 or 2)"
-            )))
-        }
-    };
+    let part = pku_part(&opts.part)?;
     let split = read_pku_split(&opts.split)?;
-    let stem = opts
-        .split
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let benchmark = if stem.contains("subject") {
-        "xsub".to_string()
-    } else if stem.contains("view") {
-        "xview".to_string()
-    } else {
-        stem
-    };
-    let mut videos: Vec<(String, bool)> = Vec::new();
-    for (ids, train) in [(&split.train, true), (&split.test, false)] {
-        let mut ids = ids.clone();
-        ids.sort();
-        ids.dedup();
-        videos.extend(ids.into_iter().map(|id| (id, train)));
-    }
-    let mut report = PrepareReport {
+    let benchmark = pku_benchmark(&opts.split);
+    let videos = pku_videos(&split);
+    let report = PrepareReport {
         files: videos.len(),
         ..PrepareReport::default()
     };
@@ -291,176 +324,84 @@ pub fn prepare_pku(opts: &PreparePkuOpts) -> Result<PrepareReport> {
             opts.frames
         ),
     );
-    let mut writer = StoreWriter::create(&opts.out, &meta)?;
-    let mut progress = Progress::new("prepare pku", videos.len(), opts.progress);
-    let frames = opts.frames;
-    for block in videos.chunks(PKU_BLOCK) {
-        let results: Vec<Result<Vec<Sample>>> = block
-            .par_iter()
-            .map(|(id, train)| {
-                let seq = parse_pku_skeleton_file(&opts.skeletons.join(format!("{id}.txt")))?;
-                let label_path = opts.labels.join(format!("{id}.txt"));
-                let actions = read_pku_labels(&label_path)?;
-                actions
-                    .iter()
-                    .enumerate()
-                    .map(|(k, a)| {
-                        let cut = cut_instance(&seq, a.start, a.end).ok_or_else(|| {
-                            DataError::parse(
-                                &label_path,
-                                k + 1,
-                                format!(
-                                    "instance [{}, {}] lies outside the video's {} frames",
-                                    a.start, a.end, seq.frames
-                                ),
-                            )
-                        })?;
-                        Ok(Sample {
-                            train: *train,
-                            name: format!("{id}_{:03}", k + 1),
-                            label: a.label(),
-                            x: frame50(&center_crop(cut, PKU_MAX_FRAMES), frames),
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut samples = Vec::new();
-        for ((id, _), result) in block.iter().zip(results) {
-            match result {
-                Ok(s) => {
-                    report.parsed += 1;
-                    samples.extend(s);
-                }
-                Err(e) if opts.skip_bad => report.skipped.push((id.clone(), e.to_string())),
-                Err(e) => return Err(e),
-            }
-        }
-        append_samples(&mut writer, &samples, meta.sample_len())?;
-        progress.inc(block.len());
-    }
-    report.train = writer.len("train")?;
-    report.test = writer.len("test")?;
-    check_some_samples(&report, &opts.out)?;
-    writer.finish()?;
-    progress.finish();
-    Ok(report.finish(start))
+    let mut sink = Sink::create(&opts.out, &meta, report, opts.skip_bad)?;
+    sink.show_progress("prepare pku", videos.len(), opts.progress);
+    sink.add_blocks(
+        &videos,
+        PKU_BLOCK,
+        |(id, _)| id,
+        |(id, train)| pku_instances(opts, id, *train),
+    )?;
+    sink.finish(&opts.out, start)
 }
 
-/// Imports AimCLR's preprocessed arrays (`(N, 3, T, 25, M)` `.npy` + label pickle).
-pub fn prepare_npy(opts: &PrepareNpyOpts) -> Result<PrepareReport> {
-    let start = Instant::now();
-    let mut train = NpyReader::open(&opts.train_data)?;
-    let mut test = NpyReader::open(&opts.test_data)?;
-    let shape = check_sample_array(&train, &opts.train_data)?;
-    let test_shape = check_sample_array(&test, &opts.test_data)?;
-    if shape[2..] != test_shape[2..] {
-        return Err(DataError::format(
-            &opts.test_data,
-            format!("sample shape {test_shape:?} differs from the training data's {shape:?}"),
-        ));
-    }
-    let (train_names, train_y) = read_labels_any(&opts.train_labels, "train")?;
-    let (test_names, test_y) = read_labels_any(&opts.test_labels, "test")?;
-    for (n, y, path) in [
-        (shape[0], &train_y, &opts.train_labels),
-        (test_shape[0], &test_y, &opts.test_labels),
-    ] {
-        if y.len() != n {
-            return Err(DataError::format(
-                path,
-                format!("{} labels for {n} samples", y.len()),
-            ));
-        }
-    }
-    let num_classes = match opts.dataset.to_ascii_lowercase().as_str() {
-        "ntu60" => 60,
-        "ntu120" => 120,
-        "pku1" | "pku2" | "pku" | "pkummd" => PKU_CLASSES,
-        _ => train_y
-            .iter()
-            .chain(&test_y)
-            .copied()
-            .max()
-            .map_or(1, |m| m.max(0) as usize + 1),
-    };
-    let mut meta = StoreMeta::new(
-        opts.dataset.clone(),
-        opts.benchmark.clone(),
-        num_classes,
-        shape[2],
-        format!(
-            "pstl prepare npy: {} + {}",
-            opts.train_data.display(),
-            opts.test_data.display()
-        ),
-    );
-    meta.persons = shape[4];
-    let sample_len = meta.sample_len();
-    let mut writer = StoreWriter::create(&opts.out, &meta)?;
-    let mut buf = Vec::new();
-    for (split, reader, names, y, file) in [
-        (
-            "train",
-            &mut train,
-            &train_names,
-            &train_y,
-            &opts.train_data,
-        ),
-        ("test", &mut test, &test_names, &test_y, &opts.test_data),
-    ] {
-        for (k, (names, y)) in names.chunks(BLOCK).zip(y.chunks(BLOCK)).enumerate() {
-            buf.resize(y.len() * sample_len, 0.0);
-            reader.read_f32(&mut buf)?;
-            // Nothing non-finite enters a store.
-            if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
-                let i = i / sample_len;
-                return Err(DataError::format(
-                    file,
-                    format!(
-                        "sample {} ({}) holds a non-finite value",
-                        k * BLOCK + i,
-                        names[i]
-                    ),
-                ));
-            }
-            writer.append(split, &buf, y, names)?;
-        }
-    }
-    let report = PrepareReport {
-        files: shape[0] + test_shape[0],
-        parsed: shape[0] + test_shape[0],
-        train: writer.len("train")?,
-        test: writer.len("test")?,
-        ..PrepareReport::default()
-    };
-    writer.finish()?;
-    Ok(report.finish(start))
-}
-
-/// Checks an `(N, 3, T, 25, M)` array header and returns its shape.
-fn check_sample_array(reader: &NpyReader, path: &Path) -> Result<[usize; 5]> {
-    let shape = &reader.header().shape;
-    match shape.as_slice() {
-        &[n, c, t, v, m] if c == CHANNELS && v == NTU_JOINTS && t > 0 && m > 0 => {
-            Ok([n, c, t, v, m])
-        }
-        _ => Err(DataError::format(
-            path,
-            format!("array shape {shape:?}, expected (N, {CHANNELS}, T, {NTU_JOINTS}, M)"),
-        )),
+/// The dataset name of a PKU-MMD part: `1`/`2`, `I`/`II`, with or without `pku`.
+fn pku_part(part: &str) -> Result<&'static str> {
+    match part.to_ascii_lowercase().trim_start_matches("pku") {
+        "1" | "i" => Ok("pku1"),
+        "2" | "ii" => Ok("pku2"),
+        other => Err(DataError::Invalid(format!(
+            "unknown PKU-MMD part {other:?} (expected 1 or 2)"
+        ))),
     }
 }
 
-/// Labels from a `(names, labels)` pickle, or from an integer `.npy` (names invented).
-fn read_labels_any(path: &Path, split: &str) -> Result<(Vec<String>, Vec<i64>)> {
-    if path.extension().is_some_and(|e| e == "npy") {
-        let (y, _) = read_npy_i64(path)?;
-        let names = (0..y.len()).map(|i| format!("{split}_{i:06}")).collect();
-        Ok((names, y))
+/// The benchmark named by a split file: `xsub`, `xview`, or the file's stem.
+fn pku_benchmark(split: &Path) -> String {
+    let stem = split
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if stem.contains("subject") {
+        "xsub".to_string()
+    } else if stem.contains("view") {
+        "xview".to_string()
     } else {
-        read_label_pickle(path)
+        stem
     }
+}
+
+/// The videos of a split, (id, in the training split), each split sorted and deduplicated,
+/// training first.
+fn pku_videos(split: &PkuSplit) -> Vec<(String, bool)> {
+    let mut videos: Vec<(String, bool)> = Vec::new();
+    for (ids, train) in [(&split.train, true), (&split.test, false)] {
+        let mut ids = ids.clone();
+        ids.sort();
+        ids.dedup();
+        videos.extend(ids.into_iter().map(|id| (id, train)));
+    }
+    videos
+}
+
+/// The normalised action instances of video `id`, cut from its skeleton file by its
+/// label file.
+fn pku_instances(opts: &PreparePkuOpts, id: &str, train: bool) -> Result<Vec<Sample>> {
+    let seq = parse_pku_skeleton_file(&opts.skeletons.join(format!("{id}.txt")))?;
+    let label_path = opts.labels.join(format!("{id}.txt"));
+    let actions = read_pku_labels(&label_path)?;
+    actions
+        .iter()
+        .enumerate()
+        .map(|(k, a)| {
+            let cut = cut_instance(&seq, a.start, a.end).ok_or_else(|| {
+                DataError::parse(
+                    &label_path,
+                    k + 1,
+                    format!(
+                        "instance [{}, {}] lies outside the video's {} frames",
+                        a.start, a.end, seq.frames
+                    ),
+                )
+            })?;
+            Ok(Sample {
+                train,
+                name: format!("{id}_{:03}", k + 1),
+                label: a.label(),
+                x: frame50(&center_crop(cut, PKU_MAX_FRAMES), opts.frames),
+            })
+        })
+        .collect()
 }
 
 fn check_frames(frames: usize) -> Result<()> {
