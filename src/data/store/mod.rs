@@ -39,7 +39,7 @@ pub const LAYOUT_NTU25: &str = "ntu25";
 pub const SPLITS: [&str; 2] = ["train", "test"];
 
 /// Deflate level of new stores (with the shuffle filter), chosen by
-/// `cargo bench --bench store_filters` (README, "Measured").
+/// `cargo bench --bench store_filters` (docs/performance.md, "Data: store filters and loader").
 pub const DEFLATE_LEVEL: u8 = 1;
 
 /// What a store holds, from its root attributes (`persons` from the shape of `x`).
