@@ -98,82 +98,114 @@ pub fn entries_of(v: &Value, source: &Path) -> Vec<Entry> {
     let Some(protocol) = v["protocol"].as_str() else {
         return Vec::new();
     };
-    let column = column_of(v);
-    let stream = v["stream"].as_str().unwrap_or("joint").to_string();
+    let stream = v["stream"].as_str().unwrap_or("joint");
     let random = if v.get("checkpoint").is_some_and(Value::is_null) && protocol != "ensemble" {
         " (random init)"
     } else {
         ""
     };
-    let mut out = Vec::new();
-    let mut push = |section: &str, row: String, x: &Value| {
-        if let Some(value) = x.as_f64() {
-            out.push(Entry {
-                section: section.to_string(),
-                row: format!("{row}{random}"),
-                column: column.clone(),
-                value,
-                source: source.to_path_buf(),
-            });
-        }
+    let mut c = Collector {
+        column: column_of(v),
+        random,
+        source,
+        out: Vec::new(),
     };
-    let obj = v.as_object().cloned().unwrap_or_default();
     match protocol {
-        "linear" | "finetune" => push(protocol, stream, &v["top1_best"]),
-        "semi" => {
-            for (k, x) in obj.iter().filter(|(k, _)| k.starts_with("semi")) {
-                let pct = k.trim_start_matches("semi");
-                push("semi", format!("{stream}, {pct}% labels"), &x["top1_best"]);
-            }
-        }
-        "knn" => {
-            for (k, x) in obj.iter().filter(|(k, _)| k.starts_with("top1_k")) {
-                push("knn", format!("{stream}, k={}", &k[6..]), x);
-            }
-        }
-        "transfer" => {
-            push(
-                "transfer",
-                format!("linear, {stream}"),
-                &v["linear"]["top1_best"],
-            );
-            push(
-                "transfer",
-                format!("fine-tune, {stream}"),
-                &v["finetune"]["top1_best"],
-            );
-        }
-        "robust" => {
-            push(
-                "missing",
-                format!("{stream}, none missing"),
-                &v["top1_full"],
-            );
-            for key in ["parts", "part_sets"] {
-                for (part, x) in v[key].as_object().into_iter().flatten() {
-                    push("missing", format!("{stream}, {part}"), x);
-                }
-            }
-            for (k, x) in v["random_k"].as_object().into_iter().flatten() {
-                push("missing", format!("{stream}, {k} random joints"), x);
-            }
-        }
-        "ensemble" => {
-            let from = v["sources"][0]["protocol"].as_str().unwrap_or("linear");
-            let mode = v["mode"].as_str().unwrap_or("softmax");
-            let section = if from == "finetune" {
-                "finetune"
-            } else {
-                "linear"
-            };
-            push(section, "3-stream".to_string(), &v["top1"]);
-            if let Some(e) = out.last_mut() {
-                e.row = format!("3-stream ({mode})");
-            }
-        }
+        "linear" | "finetune" => c.push(protocol, stream.to_string(), &v["top1_best"]),
+        "semi" => c.semi(v, stream),
+        "knn" => c.knn(v, stream),
+        "transfer" => c.transfer(v, stream),
+        "robust" => c.missing(v, stream),
+        "ensemble" => c.ensemble(v),
         _ => {}
     }
-    out
+    c.out
+}
+
+/// Gathers the entries of one results file, all in its column.
+struct Collector<'a> {
+    column: String,
+    /// Row suffix of runs from a random initialisation.
+    random: &'static str,
+    source: &'a Path,
+    out: Vec<Entry>,
+}
+
+impl Collector<'_> {
+    /// Adds `x` (when it is a number) to `section`, row `row`.
+    fn push(&mut self, section: &str, row: String, x: &Value) {
+        if let Some(value) = x.as_f64() {
+            self.out.push(Entry {
+                section: section.to_string(),
+                row: format!("{row}{}", self.random),
+                column: self.column.clone(),
+                value,
+                source: self.source.to_path_buf(),
+            });
+        }
+    }
+
+    /// `semi<pct>.top1_best`, one row per label fraction.
+    fn semi(&mut self, v: &Value, stream: &str) {
+        let runs = v.as_object().into_iter().flatten();
+        for (k, x) in runs.filter(|(k, _)| k.starts_with("semi")) {
+            let pct = k.trim_start_matches("semi");
+            self.push("semi", format!("{stream}, {pct}% labels"), &x["top1_best"]);
+        }
+    }
+
+    /// `top1_k<k>`, one row per k.
+    fn knn(&mut self, v: &Value, stream: &str) {
+        for (k, x) in v.as_object().into_iter().flatten() {
+            if let Some(kk) = k.strip_prefix("top1_k") {
+                self.push("knn", format!("{stream}, k={kk}"), x);
+            }
+        }
+    }
+
+    /// The linear and fine-tune results of a transfer run.
+    fn transfer(&mut self, v: &Value, stream: &str) {
+        self.push(
+            "transfer",
+            format!("linear, {stream}"),
+            &v["linear"]["top1_best"],
+        );
+        self.push(
+            "transfer",
+            format!("fine-tune, {stream}"),
+            &v["finetune"]["top1_best"],
+        );
+    }
+
+    /// A `robust` run: nothing missing, each body part (set), k random joints.
+    fn missing(&mut self, v: &Value, stream: &str) {
+        self.push(
+            "missing",
+            format!("{stream}, none missing"),
+            &v["top1_full"],
+        );
+        for key in ["parts", "part_sets"] {
+            for (part, x) in v[key].as_object().into_iter().flatten() {
+                self.push("missing", format!("{stream}, {part}"), x);
+            }
+        }
+        for (k, x) in v["random_k"].as_object().into_iter().flatten() {
+            self.push("missing", format!("{stream}, {k} random joints"), x);
+        }
+    }
+
+    /// The 3-stream row of the protocol the ensembled runs came from.
+    fn ensemble(&mut self, v: &Value) {
+        let from = v["sources"][0]["protocol"].as_str().unwrap_or("linear");
+        let mode = v["mode"].as_str().unwrap_or("softmax");
+        let section = if from == "finetune" {
+            "finetune"
+        } else {
+            "linear"
+        };
+        // An ensemble is never a random-init run: the row carries no suffix.
+        self.push(section, format!("3-stream ({mode})"), &v["top1"]);
+    }
 }
 
 const SECTIONS: [(&str, &str); 6] = [

@@ -204,6 +204,20 @@ impl Config {
     }
 
     fn check_eval(&self, c: &mut Checker) {
+        self.check_eval_training(c);
+        self.check_eval_protocols(c);
+        self.check_eval_robust(c);
+        let w = &self.eval.ensemble_weights;
+        c.check(
+            "eval.ensemble_weights",
+            format!("{w:?}"),
+            w.len() == 3 && check_weights(w).is_ok(),
+            "need 3 finite weights >= 0, not all 0 (joint, motion, bone)",
+        );
+    }
+
+    /// The linear and fine-tune training of the downstream protocols.
+    fn check_eval_training(&self, c: &mut Checker) {
         let e = &self.eval;
         c.check(
             "eval.linear_epochs",
@@ -240,6 +254,11 @@ impl Config {
             e.batch_size >= 2,
             "must be at least 2",
         );
+    }
+
+    /// k-NN's k values and the semi-supervised label fractions.
+    fn check_eval_protocols(&self, c: &mut Checker) {
+        let e = &self.eval;
         c.check(
             "eval.knn_k",
             format!("{:?}", e.knn_k),
@@ -252,6 +271,11 @@ impl Config {
             e.semi_percents.iter().all(|&p| p > 0.0 && p <= 100.0),
             "percents must be in (0, 100]",
         );
+    }
+
+    /// The missing-joints protocol (`robust`): each removal must leave a joint.
+    fn check_eval_robust(&self, c: &mut Checker) {
+        let e = &self.eval;
         let joints = self.layout().num_joints;
         c.check(
             "eval.robust_max_k",
@@ -261,31 +285,13 @@ impl Config {
         );
         let layout = self.layout();
         for spec in &e.robust_part_sets {
-            let set = crate::model::part_set(&layout, spec);
-            let left = set.as_ref().map_or(0, |(_, js)| {
-                let mut js = js.clone();
-                js.sort_unstable();
-                js.dedup();
-                joints - js.len().min(joints)
-            });
-            let why = match &set {
-                Err(e) => format!("{e:#}"),
-                Ok(_) => "removes every joint: leave at least one".into(),
-            };
-            c.check("eval.robust_part_sets", spec, set.is_ok() && left > 0, &why);
+            check_part_set(c, &layout, joints, spec);
         }
         c.check(
             "eval.robust_draws",
             e.robust_draws,
             e.robust_draws >= 1,
             "must be at least 1",
-        );
-        let w = &e.ensemble_weights;
-        c.check(
-            "eval.ensemble_weights",
-            format!("{w:?}"),
-            w.len() == 3 && check_weights(w).is_ok(),
-            "need 3 finite weights >= 0, not all 0 (joint, motion, bone)",
         );
     }
 
@@ -338,6 +344,22 @@ impl Checker<'_> {
             });
         }
     }
+}
+
+/// One `eval.robust_part_sets` entry: a known part set that leaves at least one joint.
+fn check_part_set(c: &mut Checker, layout: &crate::model::Layout, joints: usize, spec: &str) {
+    let set = crate::model::part_set(layout, spec);
+    let left = set.as_ref().map_or(0, |(_, js)| {
+        let mut js = js.clone();
+        js.sort_unstable();
+        js.dedup();
+        joints - js.len().min(joints)
+    });
+    let why = match &set {
+        Err(e) => format!("{e:#}"),
+        Ok(_) => "removes every joint: leave at least one".into(),
+    };
+    c.check("eval.robust_part_sets", spec, set.is_ok() && left > 0, &why);
 }
 
 /// Ensemble weights: finite, non-negative, not all zero.
