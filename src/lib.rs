@@ -36,3 +36,4 @@ pub mod stream;
 pub mod tensorboard;
 pub mod torchpt;
 pub mod train;
+pub mod viz;

@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "dist",
         "device",
         "tensorboard",
+        "viz",
     ],
     &["data", "torchpt", "checkpoint"],
     &["model", "stream", "augment", "masking"],
