@@ -8,7 +8,7 @@ TORCH_VERSION := 2.13.0
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pstl-setup-$(TORCH_VERSION)-c10d
-PYTEST_STAMP := $(VENV)/.pstl-pytest-1
+PYTEST_STAMP := $(VENV)/.pstl-pytest-2
 CONFIG ?= configs/synthetic.toml
 ARGS ?=
 CARGO ?= cargo
@@ -42,9 +42,10 @@ $(STAMP):
 	$(PY) -m pip install --quiet --no-deps "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*"
 	touch $@
 
-# What the Python package's tests need (python/: pytest, h5py for load_store, onnx).
+# What the Python tests need (python/: pytest, h5py for load_store, onnx; tensorboard
+# reads the event files back).
 $(PYTEST_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet pytest h5py onnx onnxscript
+	$(PY) -m pip install --quiet pytest h5py onnx onnxscript tensorboard
 	touch $@
 
 # HDF5 headers and library (Debian's libhdf5-dev); the plot font is embedded in the binary.

@@ -111,6 +111,38 @@ pub enum Command {
     /// with the published figures and the differences.
     #[command(after_help = "Example:\n  pstl report runs --out report.md")]
     Report(ReportArgs),
+    /// Draw a sample of a store and its three PSTL views (anchor, MATM, CSM) with the
+    /// masks marked: a PNG sheet and an animated GIF.
+    #[command(
+        after_help = "Example:\n  pstl show --store data/synthetic.h5 --index 0 --out show/ --config configs/synthetic.toml"
+    )]
+    Show(ShowArgs),
+}
+
+/// `pstl show`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// HDF5 store.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Sample index within the split.
+    #[arg(long, default_value_t = 0)]
+    pub index: usize,
+    /// Split: train or test.
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// Output folder (sheet.png, views.gif, marks.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Draw the views with the random draws of this pretraining step (seed: run.seed).
+    #[arg(long, default_value_t = 0)]
+    pub step: u64,
+    /// Frames drawn on the sheet (evenly spaced; the GIF has them all).
+    #[arg(long, default_value_t = 6)]
+    pub frames: usize,
+    #[command(flatten)]
+    /// Config (augmentations, masks, run.seed).
+    pub cfg: ConfigOpts,
 }
 
 /// `pstl completions`.
@@ -311,6 +343,9 @@ pub enum Protocol {
     Robust,
     /// Weighted sum of per-stream logits or softmax scores (eval.ensemble_mode).
     Ensemble,
+    /// 2-D t-SNE of the test features coloured by class (pretrained beside random
+    /// init), with silhouette scores.
+    Tsne,
 }
 
 /// `pstl eval`

@@ -33,5 +33,7 @@ pub mod report;
 pub mod rng;
 pub mod rundir;
 pub mod stream;
+pub mod tensorboard;
 pub mod torchpt;
 pub mod train;
+pub mod viz;

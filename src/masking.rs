@@ -42,6 +42,12 @@ pub fn matm(x: &Tensor, m: i64, rng: &mut PstlRng) -> Tensor {
 /// [`matm`] with the random second drop drawn once per batch (`per_sample == false`,
 /// the authors' way) or once per sample (`augment.per_sample`).
 pub fn matm_with(x: &Tensor, m: i64, per_sample: bool, rng: &mut PstlRng) -> Tensor {
+    matm_frames(x, m, per_sample, rng).0
+}
+
+/// [`matm_with`], also returning the frames of `x` each sample kept, `(N, T - 2m)`
+/// int64 in time order (what `pstl show` marks; the others were dropped).
+pub fn matm_frames(x: &Tensor, m: i64, per_sample: bool, rng: &mut PstlRng) -> (Tensor, Tensor) {
     let size = x.size();
     let (n, t) = (size[0], size[2]);
     assert!(
@@ -73,5 +79,5 @@ pub fn matm_with(x: &Tensor, m: i64, per_sample: bool, rng: &mut PstlRng) -> Ten
     let idx = frames
         .view([n, 1, keep as i64, 1, 1])
         .expand([n, size[1], keep as i64, size[3], size[4]], false);
-    x.gather(2, &idx, false)
+    (x.gather(2, &idx, false), frames)
 }

@@ -13,7 +13,7 @@
 use crate::augment::augment;
 use crate::config::Config;
 use crate::dist::{DistError, ProcessGroup};
-use crate::masking::{csm_draw, matm_with};
+use crate::masking::{csm_draw, matm_frames};
 use crate::model::{bt_loss, BtLoss, Layout, Pstl};
 use crate::rng::PstlRng;
 use tch::Tensor;
@@ -40,6 +40,9 @@ pub struct PstlViews {
     pub spatial: Tensor,
     /// The CSM draw (may repeat a joint, as the authors' does).
     pub drop: Vec<usize>,
+    /// The frames of the augmented temporal view that MATM kept, `(N, T - 2m)` in time
+    /// order (`None` without MATM, `pretrain.mask_frame = 0`).
+    pub kept_frames: Option<Tensor>,
 }
 
 /// The three views of joint batch `x`, in the authors' order (YujieOuO/PSTL
@@ -47,28 +50,42 @@ pub struct PstlViews {
 /// (`data = get_stream(data)`), then each view draws its own crop, shear, rotation and
 /// flip; the MATM view is masked after augmenting; the CSM draw comes last.
 pub fn pstl_views(x: &Tensor, cfg: &Config, layout: &Layout, rng: &mut PstlRng) -> PstlViews {
+    pstl_views_unmasked(x, cfg, layout, rng).0
+}
+
+/// [`pstl_views`], also returning the augmented temporal view before MATM (what
+/// `pstl show` draws with the dropped frames marked). Same draws, same order.
+pub fn pstl_views_unmasked(
+    x: &Tensor,
+    cfg: &Config,
+    layout: &Layout,
+    rng: &mut PstlRng,
+) -> (PstlViews, Tensor) {
     let data = cfg.data.stream.apply(x, layout);
     let view = |rng: &mut PstlRng| augment(&data, &cfg.augment, layout, rng);
     let anchor = view(rng);
-    let temporal = view(rng);
-    let temporal = if cfg.pretrain.mask_frame > 0 {
-        matm_with(
-            &temporal,
+    let unmasked = view(rng);
+    let (temporal, kept_frames) = if cfg.pretrain.mask_frame > 0 {
+        let (t, kept) = matm_frames(
+            &unmasked,
             cfg.pretrain.mask_frame,
             cfg.augment.per_sample,
             rng,
-        )
+        );
+        (t, Some(kept))
     } else {
-        temporal
+        (unmasked.shallow_clone(), None)
     };
     let spatial = view(rng);
     let drop = csm_draw(layout, cfg.pretrain.mask_joint, rng);
-    PstlViews {
+    let views = PstlViews {
         anchor,
         temporal,
         spatial,
         drop,
-    }
+        kept_frames,
+    };
+    (views, unmasked)
 }
 
 /// The two Barlow Twins losses of the projected views `z_anchor`, `z_temporal`,

@@ -35,8 +35,8 @@ use bar::render_bar;
 use confusion::render_confusion;
 use line::render_line;
 
-/// Font family name the plots register and use.
-const FONT: &str = "sans-serif";
+/// Font family name the plots (and `crate::viz`) register and use.
+pub(crate) const FONT: &str = "sans-serif";
 /// DejaVu Sans (Bitstream Vera license, `assets/DejaVuSans.LICENSE`).
 const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
@@ -138,7 +138,7 @@ pub fn confusion_plot_named(
 // Fonts and atomic output
 
 /// Registers the embedded font once per process; `true` when text can be drawn.
-fn fonts_ready() -> bool {
+pub(crate) fn fonts_ready() -> bool {
     static READY: OnceLock<bool> = OnceLock::new();
     *READY.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok())
 }

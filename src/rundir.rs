@@ -216,9 +216,30 @@ pub struct MetricsRow {
     pub seconds: f64,
 }
 
-/// Rank 0's metrics file and history.
+impl MetricsRow {
+    /// The row's values as TensorBoard scalars `<group>/<column>` (all but `epoch`,
+    /// `step` and `seconds`, which are the axes).
+    pub fn scalars(&self, group: &str) -> Vec<(String, f64)> {
+        [
+            ("loss", self.loss),
+            ("loss_matm", self.loss_matm),
+            ("loss_csm", self.loss_csm),
+            ("on_diag", self.on_diag),
+            ("off_diag", self.off_diag),
+            ("lr", self.lr),
+            ("samples_per_s", self.samples_per_s),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{group}/{k}"), v))
+        .collect()
+    }
+}
+
+/// Rank 0's metrics file, its TensorBoard events (one file per process start, the
+/// same rows as `pretrain/<column>` at the same steps) and the history.
 pub struct MetricsLog {
     csv: csv::Writer<File>,
+    events: crate::tensorboard::EventWriter,
     /// Rows logged so far (those kept from before a resume first).
     pub history: Vec<MetricsRow>,
 }
@@ -245,13 +266,26 @@ impl MetricsLog {
         let csv = csv::WriterBuilder::new()
             .has_headers(!append)
             .from_writer(file);
-        Ok(MetricsLog { csv, history })
+        let events = crate::tensorboard::EventWriter::create(&files.dir, step)?;
+        Ok(MetricsLog {
+            csv,
+            events,
+            history,
+        })
     }
 
-    /// Append one row (flushed at once, so a killed run keeps every logged line).
+    /// The run's config as TensorBoard text (`config`), at the step this process starts.
+    pub fn config_text(&mut self, step: u64, toml: &str) -> Result<()> {
+        let text = crate::tensorboard::config_text(toml);
+        self.events.text(step, "config", &text)
+    }
+
+    /// Append one row (flushed at once, so a killed run keeps every logged line), in
+    /// `metrics.csv` and as TensorBoard scalars.
     pub fn push(&mut self, row: MetricsRow) -> Result<()> {
         self.csv.serialize(&row)?;
         self.csv.flush()?;
+        self.events.scalars(row.step, &row.scalars("pretrain"))?;
         self.history.push(row);
         Ok(())
     }

@@ -159,3 +159,13 @@ def test_hub_with_classifier_matches_torchscript_logits(work):
     with torch.no_grad():
         logits = enc.classifier(enc(x)).numpy()
         assert_close(logits, traced(x).numpy())
+
+
+def test_hub_card_shows_the_run_figures(work):
+    """`export --hub` copies the run's pictures (here its loss curves) into figures/ and
+    shows them in the model card."""
+    hub = work["dir"] / "tiny_hub"
+    assert (hub / "figures" / "loss.png").read_bytes() == \
+        (work["tiny_ckpt"].parent / "loss.png").read_bytes()
+    card = (hub / "README.md").read_text()
+    assert "## Figures" in card and "(figures/loss.png)" in card

@@ -30,6 +30,7 @@ pub fn run(a: EvalArgs, g: &GlobalOpts) -> Result<()> {
         Protocol::Finetune => crate::eval::finetune(&cfg, ckpt, device, &out)?,
         Protocol::Semi => crate::eval::semi(&cfg, ckpt, device, &out)?,
         Protocol::Transfer => crate::eval::transfer(&cfg, ckpt, device, &out)?,
+        Protocol::Tsne => crate::eval::tsne(&cfg, ckpt, device, &out)?,
         Protocol::Robust => crate::eval::robust(&cfg, ckpt, a.classifier.as_deref(), device, &out)?,
         Protocol::Ensemble => {
             let weights = if a.weights.is_empty() {
@@ -90,6 +91,17 @@ fn summary(v: &serde_json::Value) -> String {
         } else if k.starts_with("semi") || k == "linear" || k == "finetune" {
             if let Some(t) = trained(val) {
                 parts.push(format!("{k}: {t}"));
+            }
+        }
+    }
+    if let (Some(Value::Object(feat)), Some(map)) =
+        (obj.get("silhouette_features"), obj.get("silhouette_tsne"))
+    {
+        for (name, f) in feat {
+            if let (Some(f), Some(t)) = (f.as_f64(), num(map.get(name))) {
+                parts.push(format!(
+                    "{name}: silhouette {f:.3} features / {t:.3} t-SNE map"
+                ));
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod export;
 pub mod prepare;
 pub mod pretrain;
 pub mod report;
+pub mod show;
 pub mod synth;
 
 use crate::cli::GlobalOpts;

@@ -1,6 +1,6 @@
 //! Downstream evaluation (paper §4): linear probe, KNN, fine-tune, semi-supervised,
-//! transfer, the practical missing-joint evaluation (`robust`) and the 3-stream
-//! ensemble. Every protocol writes `results.json`, a per-epoch CSV where it trains,
+//! transfer, the practical missing-joint evaluation (`robust`), the 3-stream
+//! ensemble and a t-SNE map of the features (`tsne`). Every protocol writes `results.json`, a per-epoch CSV where it trains,
 //! `scores.npy` (test logits), a confusion matrix and an accuracy curve, and prints
 //! a one-line summary. Test sets are always evaluated in eval mode, without
 //! augmentation and with a fixed seed for any random joint removal.
@@ -20,6 +20,7 @@ mod output;
 mod robust;
 mod semi;
 mod transfer;
+mod tsne;
 
 pub use classifier::*;
 pub use ensemble::ensemble;
@@ -30,6 +31,7 @@ pub use output::*;
 pub use robust::robust;
 pub use semi::{semi, semi_subset};
 pub use transfer::transfer;
+pub use tsne::{silhouette, tsne, tsne_2d};
 
 use crate::checkpoint;
 use crate::config::Config;

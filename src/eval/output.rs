@@ -1,6 +1,7 @@
 //! What a protocol writes into its folder: `results.json` (with the config, the
 //! checkpoint's digest and what the figures mean), per-epoch CSV, accuracy curve,
-//! `scores.npy`, confusion matrix and per-class table.
+//! `scores.npy`, confusion matrix and per-class table; the per-epoch curves also as
+//! TensorBoard scalars `<name>/<column>` (step = epoch), one event file per command.
 
 use super::{check_finite, classifier::confusion, classifier::ClassifierResult};
 use crate::config::Config;
@@ -15,6 +16,8 @@ pub struct EvalOutput {
     pub dir: PathBuf,
     /// Class names for the confusion matrix and the per-class table (may be empty).
     pub class_names: Vec<String>,
+    /// The folder's event file, opened at the first curve written.
+    events: std::sync::Mutex<Option<crate::tensorboard::EventWriter>>,
 }
 
 impl EvalOutput {
@@ -24,6 +27,7 @@ impl EvalOutput {
         Ok(EvalOutput {
             dir: dir.to_path_buf(),
             class_names: Vec::new(),
+            events: std::sync::Mutex::new(None),
         })
     }
 
@@ -51,6 +55,7 @@ impl EvalOutput {
             w.flush()?;
             Ok(())
         })?;
+        self.write_events(name, res)?;
         let top1: Vec<(f64, f64)> = res
             .epochs
             .iter()
@@ -69,6 +74,31 @@ impl EvalOutput {
             &[("top-1".to_string(), top1), ("top-5".to_string(), top5)],
             false,
         )
+    }
+
+    /// The per-epoch rows as TensorBoard scalars `<name>/<column>` at step = epoch.
+    fn write_events(&self, name: &str, res: &ClassifierResult) -> Result<()> {
+        let mut events = self
+            .events
+            .lock()
+            .map_err(|_| anyhow::anyhow!("event writer of {} poisoned", self.dir.display()))?;
+        if events.is_none() {
+            *events = Some(crate::tensorboard::EventWriter::create(&self.dir, 0)?);
+        }
+        let Some(w) = events.as_mut() else {
+            return Ok(());
+        };
+        for r in &res.epochs {
+            let values = [
+                ("train_loss", r.train_loss),
+                ("test_top1", r.test_top1),
+                ("test_top5", r.test_top5),
+                ("lr", r.lr),
+            ]
+            .map(|(k, v)| (format!("{name}/{k}"), v));
+            w.scalars(r.epoch as u64, &values)?;
+        }
+        Ok(())
     }
 
     /// `scores.npy` (test logits), `confusion.png` and `per_class.md` (per-class top-1).

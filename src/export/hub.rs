@@ -68,8 +68,66 @@ pub fn export_hub(
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         loaded.push((path.clone(), v));
     }
-    let card = model_card(&config, &loaded);
+    let mut card = model_card(&config, &loaded);
+    card.push_str(&copy_figures(ckpt, dir)?);
     crate::io::atomic_write(&dir.join("README.md"), card.as_bytes())
+}
+
+/// The run's pictures, when present beside `ckpt`: the loss curves, the t-SNE maps of
+/// `eval-*/` and the sheets of `pstl show --out <run>/show*`, as `(file, caption)`.
+fn find_figures(ckpt: &Path) -> Vec<(PathBuf, String)> {
+    let Some(dir) = ckpt.parent() else {
+        return Vec::new();
+    };
+    let mut out = vec![(dir.join("loss.png"), "pretraining loss".to_string())];
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    for sub in subdirs {
+        let name = sub
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        if name.starts_with("eval-") {
+            out.push((
+                sub.join("tsne.png"),
+                format!("t-SNE of the test features ({name})"),
+            ));
+        } else if name.starts_with("show") {
+            out.push((
+                sub.join("sheet.png"),
+                format!("a sample and its PSTL views ({name})"),
+            ));
+        }
+    }
+    out.retain(|(p, _)| p.is_file());
+    out
+}
+
+/// Copy the run's figures into `<hub>/figures/` and return the card's section for them
+/// (empty when there are none).
+fn copy_figures(ckpt: &Path, hub: &Path) -> Result<String> {
+    let figures = find_figures(ckpt);
+    if figures.is_empty() {
+        return Ok(String::new());
+    }
+    let run = ckpt.parent().unwrap_or(Path::new("."));
+    let mut s = String::from("\n## Figures\n\n");
+    for (path, caption) in figures {
+        let rel = path.strip_prefix(run).unwrap_or(&path);
+        let name = rel.to_string_lossy().replace(['/', '\\'], "-");
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        crate::io::atomic_write(&hub.join("figures").join(&name), &bytes)?;
+        s.push_str(&format!(
+            "![{caption}](figures/{name})\n\n*{caption}* (`{}`)\n\n",
+            rel.display()
+        ));
+    }
+    Ok(s)
 }
 
 /// `config.json`: architecture, stream, frames, persons, classes and provenance.

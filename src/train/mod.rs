@@ -165,7 +165,11 @@ pub fn pretrain(
     let trainer = start_trainer(cfg, device, opts, &files, rank == 0)?;
     let start = Instant::now();
     let log = match rank {
-        0 => Some(MetricsLog::open(&files, trainer.step)?),
+        0 => {
+            let mut log = MetricsLog::open(&files, trainer.step)?;
+            log.config_text(trainer.step, &cfg.to_toml())?;
+            Some(log)
+        }
         _ => None,
     };
     let mut run = Run {

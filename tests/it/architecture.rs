@@ -9,7 +9,16 @@ use std::path::Path;
 /// docs/architecture.md's table, bottom first.
 const LAYERS: &[&[&str]] = &[
     &[
-        "io", "rng", "progress", "logging", "plot", "pickle", "dist", "device",
+        "io",
+        "rng",
+        "progress",
+        "logging",
+        "plot",
+        "pickle",
+        "dist",
+        "device",
+        "tensorboard",
+        "viz",
     ],
     &["data", "torchpt", "checkpoint"],
     &["model", "stream", "augment", "masking"],

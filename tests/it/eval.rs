@@ -56,6 +56,18 @@ fn finetune_then_linear_knn_robust_and_ensemble() {
     let lin = eval::linear(&cfg, enc, Device::Cpu, &lin_out).unwrap();
     let top1 = lin["top1_last"].as_f64().unwrap();
     assert!(top1 > chance(4), "linear probe {top1}% is not above chance");
+    // The t-SNE map: the trained encoder's classes lie further apart than a random one's.
+    let tsne_out = EvalOutput::new(&dir.path().join("tsne")).unwrap();
+    let t = eval::tsne(&cfg, enc, Device::Cpu, &tsne_out).unwrap();
+    let s = |enc: &str| t["silhouette_features"][enc].as_f64().unwrap();
+    assert!(
+        s("pretrained") > s("random_init"),
+        "{}",
+        t["silhouette_features"]
+    );
+    files_exist(&tsne_out.dir, &["tsne.png", "tsne.csv", "results.json"]);
+    let rows = std::fs::read_to_string(tsne_out.dir.join("tsne.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 2 * 4 * 8);
     assert_eq!(lin["features_cached"], true);
     files_exist(
         &lin_out.dir,

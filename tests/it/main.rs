@@ -19,3 +19,4 @@ mod plot;
 mod synth;
 mod torchpt;
 mod train;
+mod viz;
