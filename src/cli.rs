@@ -111,6 +111,20 @@ pub enum Command {
     /// with the published figures and the differences.
     #[command(after_help = "Example:\n  pstl report runs --out report.md")]
     Report(ReportArgs),
+    /// Check stores, checkpoints and exports offline (digests, shapes against their
+    /// stored config, finiteness): one line per file, exit 1 if any fails.
+    #[command(
+        after_help = "Example:\n  pstl verify data/ntu60_xsub.h5 runs/ntu60/checkpoint*.safetensors"
+    )]
+    Verify(VerifyArgs),
+}
+
+/// `pstl verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// HDF5 stores, checkpoints, encoders and exports (`.safetensors`, `.pt`), in any mix.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `pstl completions`.

@@ -35,3 +35,4 @@ pub mod rundir;
 pub mod stream;
 pub mod torchpt;
 pub mod train;
+pub mod verify;

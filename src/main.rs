@@ -34,5 +34,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => commands::bench::run(a, g),
         Command::Completions(a) => commands::completions::run(a),
         Command::Report(a) => commands::report::run(a, g),
+        Command::Verify(a) => commands::verify::run(a, g),
     }
 }

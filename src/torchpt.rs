@@ -739,6 +739,15 @@ fn persistent_load(pid: Value) -> VmResult<Value> {
 /// compute record offsets assuming its own (miniz) layout instead of reading them from
 /// the zip; `.data/serialization_id` is optional for `torch.load`.
 pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(), PtError> {
+    write_state_dict_extra(path, tensors, &[])
+}
+
+/// [`write_state_dict`] with extra records `archive/<name>` (ignored by `torch.load`).
+pub fn write_state_dict_extra(
+    path: &Path,
+    tensors: &[(String, PtTensor)],
+    extra: &[(&str, &[u8])],
+) -> Result<(), PtError> {
     let invalid = |detail: String| PtError::Invalid {
         path: path.to_path_buf(),
         detail,
@@ -776,6 +785,7 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(
         records.push((format!("archive/data/{i}"), &t.data));
     }
     records.push(("archive/version".into(), b"3\n"));
+    records.extend(extra.iter().map(|(n, d)| (format!("archive/{n}"), *d)));
 
     let io_err = |what: &'static str| {
         move |source: io::Error| PtError::Io {

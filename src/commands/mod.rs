@@ -11,6 +11,7 @@ pub mod prepare;
 pub mod pretrain;
 pub mod report;
 pub mod synth;
+pub mod verify;
 
 use crate::cli::GlobalOpts;
 use crate::config::Config;

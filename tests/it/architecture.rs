@@ -8,13 +8,15 @@ use std::path::Path;
 
 /// docs/architecture.md's table, bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["io", "rng", "progress", "logging", "plot", "pickle", "dist", "device"],
+    &[
+        "io", "rng", "progress", "logging", "plot", "pickle", "dist", "device",
+    ],
     &["data", "torchpt", "checkpoint"],
     &["model", "stream", "augment", "masking"],
     &["config"],
     &["method", "optim"],
     &["train", "rundir", "preflight", "bench"],
-    &["eval", "export", "report"],
+    &["eval", "export", "report", "verify"],
     &["cli", "commands"],
 ];
 
@@ -99,7 +101,9 @@ fn modules_form_layers_without_cycles() {
     let mut problems = Vec::new();
     for (from, targets) in &graph {
         let Some(lf) = layer_of(from) else {
-            problems.push(format!("module `{from}` is in no layer of docs/architecture.md"));
+            problems.push(format!(
+                "module `{from}` is in no layer of docs/architecture.md"
+            ));
             continue;
         };
         for to in targets {

@@ -12,6 +12,7 @@ mod ecosystem;
 mod eval;
 mod fidelity;
 mod fuzz;
+mod integrity;
 mod interop;
 mod model;
 mod perf;
