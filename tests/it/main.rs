@@ -10,6 +10,7 @@ mod data;
 mod dist;
 mod ecosystem;
 mod eval;
+mod faults;
 mod fidelity;
 mod fuzz;
 mod integrity;
