@@ -97,6 +97,9 @@ pub fn write_safetensors(
     crate::io::atomic_write(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Named CPU tensors.
+pub type Tensors = BTreeMap<String, Tensor>;
+
 /// Read a safetensors file: tensors (CPU) and metadata, its digests verified (a file
 /// without digests loads, with a debug line).
 pub fn read_safetensors(
@@ -116,11 +119,7 @@ pub fn read_safetensors(
 /// is an [`digest::IntegrityError`] (inside the `anyhow` error).
 pub fn read_safetensors_checked(
     path: &Path,
-) -> Result<(
-    BTreeMap<String, Tensor>,
-    BTreeMap<String, String>,
-    digest::Checked,
-)> {
+) -> Result<(Tensors, BTreeMap<String, String>, digest::Checked)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file: {e:?}", path.display()))?;

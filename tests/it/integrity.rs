@@ -298,3 +298,38 @@ fn verify_checks_stores_checkpoints_and_exports_and_names_each_bad_file() {
     assert!(t.contains("4 of 5 file(s) failed verification"), "{t}");
     assert!(!t.contains("panicked"), "{t}");
 }
+
+#[test]
+fn a_flipped_bit_in_a_store_is_named_by_store_split_and_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tiny_store(dir.path(), 4, 8, 2);
+    // The stored bytes of train sample 3 (one chunk), from HDF5's own index.
+    let out = Command::new(crate::common::python())
+        .args([
+            "-c",
+            "import h5py, sys; d = h5py.File(sys.argv[1], 'r')['train/x']; \
+             assert d.fletcher32, 'no fletcher32'; c = d.id.get_chunk_info(3); \
+             print(c.byte_offset, c.size)",
+            store.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let v: Vec<usize> = t.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes[v[0] + v[1] / 2] ^= 0x04;
+    std::fs::write(&store, bytes).unwrap();
+    let out = pstl(&["verify", store.to_str().unwrap()], &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let want = "train: sample 3 (";
+    assert!(t.contains(want) && t.contains("Fletcher-32"), "{t}");
+    assert!(t.contains(&store.display().to_string()), "{t}");
+    // pretrain refuses it before training, with the same message.
+    let out = pretrain(&store, dir.path(), "s", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(want) && t.contains("Fletcher-32"), "{t}");
+    assert!(!dir.path().join("s/metrics.csv").exists());
+}
