@@ -6,6 +6,11 @@
 //!
 //! Loading accepts our files, official `torch.save(encoder.state_dict())` `.pt` files
 //! and safetensors with official keys, with or without a module prefix.
+//!
+//! Every safetensors file written here carries tensor digests ([`digest`]); every read
+//! verifies them (a file without them loads, with a debug line).
+
+pub mod digest;
 
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, View};
@@ -69,11 +74,15 @@ pub fn to_safetensors_bytes(
         .iter()
         .map(|(k, t)| Ok((k.clone(), to_host(t)?)))
         .collect::<Result<_>>()?;
-    let meta: HashMap<String, String> = metadata
+    let mut meta: HashMap<String, String> = metadata
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let meta = if meta.is_empty() { None } else { Some(meta) };
+    meta.insert(
+        digest::KEY.to_string(),
+        digest::record(host.iter().map(|(k, h)| (k.as_str(), h.data.as_slice()))),
+    );
+    let meta = Some(meta);
     safetensors::serialize(host.iter().map(|(k, h)| (k.as_str(), h)), &meta)
         .map_err(|e| anyhow!("serialising safetensors: {e:?}"))
 }
@@ -88,15 +97,48 @@ pub fn write_safetensors(
     crate::io::atomic_write(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Read a safetensors file: tensors (CPU) and metadata.
+/// Named CPU tensors.
+pub type Tensors = BTreeMap<String, Tensor>;
+
+/// Read a safetensors file: tensors (CPU) and metadata, its digests verified (a file
+/// without digests loads, with a debug line).
 pub fn read_safetensors(
     path: &Path,
 ) -> Result<(BTreeMap<String, Tensor>, BTreeMap<String, String>)> {
+    let (tensors, meta, checked) = read_safetensors_checked(path)?;
+    if checked == digest::Checked::NoDigest {
+        tracing::debug!(
+            "{}: no tensor digests (an official or an older pstl file): loaded unverified",
+            path.display()
+        );
+    }
+    Ok((tensors, meta))
+}
+
+/// [`read_safetensors`], also saying whether digests were verified. A digest mismatch
+/// is an [`digest::IntegrityError`] (inside the `anyhow` error).
+pub fn read_safetensors_checked(
+    path: &Path,
+) -> Result<(Tensors, BTreeMap<String, String>, digest::Checked)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file: {e:?}", path.display()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow!("{}: bad safetensors header: {e:?}", path.display()))?;
+    let meta: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let views = st.tensors();
+    let checked = digest::verify(
+        path,
+        &meta,
+        views.iter().map(|(n, v)| (n.as_str(), v.data())),
+    )?;
     let mut out = BTreeMap::new();
-    for (name, view) in st.tensors() {
+    for (name, view) in views {
         let kind = match view.dtype() {
             Dtype::F32 => Kind::Float,
             Dtype::F64 => Kind::Double,
@@ -115,15 +157,7 @@ pub fn read_safetensors(
         let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
         out.insert(name, t);
     }
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| anyhow!("{}: bad safetensors header: {e:?}", path.display()))?;
-    let meta = header
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    Ok((out, meta))
+    Ok((out, meta, checked))
 }
 
 /// Read any supported weight file into named CPU tensors (metadata empty for `.pt`).
@@ -133,14 +167,56 @@ pub fn read_any(path: &Path) -> Result<(BTreeMap<String, Tensor>, BTreeMap<Strin
     }
     match path.extension().and_then(|e| e.to_str()) {
         Some("pt") | Some("pth") | Some("bin") | Some("tar") => {
+            let state = crate::torchpt::read_state_dict(path)?;
+            let meta = pt_digest_record(path)?;
+            let checked = digest::verify(
+                path,
+                &meta,
+                state.iter().map(|(n, t)| (n.as_str(), t.data.as_slice())),
+            )?;
+            if checked == digest::Checked::NoDigest {
+                tracing::debug!(
+                    "{}: no tensor digests (an official or an older pstl file): loaded unverified",
+                    path.display()
+                );
+            }
             let mut out = BTreeMap::new();
-            for (name, t) in crate::torchpt::read_state_dict(path)? {
+            for (name, t) in state {
                 out.insert(name, from_pt(&t, path)?);
             }
-            Ok((out, BTreeMap::new()))
+            Ok((out, meta))
         }
         _ => read_safetensors(path),
     }
+}
+
+/// Name of the digest record pstl adds to a `.pt` archive (`archive/<PT_DIGESTS>`).
+pub const PT_DIGESTS: &str = "pstl_digests.json";
+
+/// The digest record of a `.pt` archive written by pstl, as metadata ([`digest::KEY`]);
+/// empty when there is none (an official file).
+fn pt_digest_record(path: &Path) -> Result<BTreeMap<String, String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let Ok(mut zip) = zip::ZipArchive::new(file) else {
+        return Ok(BTreeMap::new());
+    };
+    let suffix = format!("/{PT_DIGESTS}");
+    let Some(name) = zip
+        .file_names()
+        .find(|n| n.ends_with(&suffix))
+        .map(String::from)
+    else {
+        return Ok(BTreeMap::new());
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut zip
+            .by_name(&name)
+            .with_context(|| format!("{}: record {name}", path.display()))?,
+        &mut text,
+    )
+    .with_context(|| format!("{}: record {name}", path.display()))?;
+    Ok(BTreeMap::from([(digest::KEY.to_string(), text)]))
 }
 
 fn from_pt(t: &crate::torchpt::PtTensor, path: &Path) -> Result<Tensor> {
@@ -184,7 +260,8 @@ pub fn write_torch_pt(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
             ))
         })
         .collect::<Result<_>>()?;
-    crate::torchpt::write_state_dict(path, &pt)?;
+    let record = digest::record(pt.iter().map(|(k, t)| (k.as_str(), t.data.as_slice())));
+    crate::torchpt::write_state_dict_extra(path, &pt, &[(PT_DIGESTS, record.as_bytes())])?;
     Ok(())
 }
 

@@ -117,6 +117,12 @@ pub enum Command {
         after_help = "Example:\n  pstl show --store data/synthetic.h5 --index 0 --out show/ --config configs/synthetic.toml"
     )]
     Show(ShowArgs),
+    /// Check stores, checkpoints and exports offline (digests, shapes against their
+    /// stored config, finiteness): one line per file, exit 1 if any fails.
+    #[command(
+        after_help = "Example:\n  pstl verify data/ntu60_xsub.h5 runs/ntu60/checkpoint*.safetensors"
+    )]
+    Verify(VerifyArgs),
 }
 
 /// `pstl show`
@@ -143,6 +149,14 @@ pub struct ShowArgs {
     #[command(flatten)]
     /// Config (augmentations, masks, run.seed).
     pub cfg: ConfigOpts,
+}
+
+/// `pstl verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// HDF5 stores, checkpoints, encoders and exports (`.safetensors`, `.pt`), in any mix.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `pstl completions`.

@@ -202,6 +202,9 @@ pub struct PretrainConfig {
     pub log_every: usize,
     /// Also checkpoint every this many minutes within an epoch (0: only per epoch).
     pub checkpoint_minutes: f64,
+    /// Checkpoints kept in the run directory, newest first (`checkpoint.safetensors`,
+    /// `checkpoint.1.safetensors`, ...); resume takes the newest that verifies.
+    pub keep_checkpoints: usize,
     /// Synchronise the encoder's batch norms over all ranks (false: per-rank
     /// statistics, as DDP). A single process then uses the same formula on its batch,
     /// so results do not depend on the number of ranks.
@@ -228,6 +231,7 @@ impl Default for PretrainConfig {
             checkpoint_every: 10,
             log_every: 50,
             checkpoint_minutes: 0.0,
+            keep_checkpoints: 2,
             sync_bn: false,
             dist_timeout_s: 300.0,
             precision: crate::model::Precision::Fp32,

@@ -84,13 +84,23 @@ pub fn export_weights(
     format: WeightFormat,
 ) -> Result<()> {
     let ex = load_with_classifier(cfg, Some(ckpt), classifier, Device::Cpu)?;
-    let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), "pstl-encoder".to_string());
-    let write = |path: &Path, tensors: &[(String, Tensor)]| match format {
-        WeightFormat::Safetensors => crate::checkpoint::write_safetensors(path, tensors, &meta),
+    let meta = |format: &str| {
+        BTreeMap::from([
+            ("format".to_string(), format.to_string()),
+            ("config".to_string(), cfg.to_toml()),
+        ])
+    };
+    let write = |path: &Path, tensors: &[(String, Tensor)], kind: &str| match format {
+        WeightFormat::Safetensors => {
+            crate::checkpoint::write_safetensors(path, tensors, &meta(kind))
+        }
         WeightFormat::TorchPt => crate::checkpoint::write_torch_pt(path, tensors),
     };
-    write(out, &crate::checkpoint::state_dict(&ex.enc_vs, "", "", 0))?;
+    write(
+        out,
+        &crate::checkpoint::state_dict(&ex.enc_vs, "", "", 0),
+        "pstl-encoder",
+    )?;
     if ex.fc.is_some() {
         let ext = match format {
             WeightFormat::Safetensors => "classifier.safetensors",
@@ -100,6 +110,7 @@ pub fn export_weights(
         write(
             &fc_out,
             &crate::checkpoint::state_dict(&ex.fc_vs, "fc.", "fc.", 0),
+            "pstl-classifier",
         )?;
         tracing::info!("classifier written to {}", fc_out.display());
     }

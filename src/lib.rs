@@ -36,4 +36,5 @@ pub mod stream;
 pub mod tensorboard;
 pub mod torchpt;
 pub mod train;
+pub mod verify;
 pub mod viz;

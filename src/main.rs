@@ -35,5 +35,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Completions(a) => commands::completions::run(a),
         Command::Report(a) => commands::report::run(a, g),
         Command::Show(a) => commands::show::run(a, g),
+        Command::Verify(a) => commands::verify::run(a, g),
     }
 }

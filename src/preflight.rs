@@ -25,13 +25,13 @@ pub enum Start {
 pub fn require_checkpoint(cfg: &Config) -> Result<()> {
     let run_dir = cfg.run.dir.join(&cfg.run.name);
     let ckpt = run_dir.join("checkpoint.safetensors");
-    if ckpt.is_file() {
+    if latest_checkpoint(&run_dir).is_some() {
         return Ok(());
     }
     let mut runs: Vec<String> = std::fs::read_dir(&cfg.run.dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter(|e| e.path().join("checkpoint.safetensors").is_file())
+                .filter(|e| latest_checkpoint(&e.path()).is_some())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -54,8 +54,8 @@ pub fn check_pretrain(cfg: &Config, run_dir: &Path, opts: &PretrainOptions) -> R
     if opts.stop_after == Some(0) {
         bail!("--stop-after 0: must be at least 1 epoch");
     }
-    let ckpt = run_dir.join("checkpoint.safetensors");
-    let start = if opts.resume && ckpt.is_file() {
+    let latest = latest_checkpoint(run_dir);
+    let start = if let (true, Some(ckpt)) = (opts.resume, latest) {
         if let Some(init) = &opts.init {
             bail!(
                 "--init {}: run {} has a checkpoint and would resume from it, ignoring --init; \
@@ -117,9 +117,32 @@ pub fn check_train_data(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The newest kept checkpoint of a run directory.
+pub fn latest_checkpoint(run_dir: &Path) -> Option<std::path::PathBuf> {
+    crate::rundir::RunFiles {
+        dir: run_dir.to_path_buf(),
+    }
+    .latest_checkpoint()
+}
+
 /// The `epoch` recorded in a training checkpoint's metadata (read from the safetensors
 /// header alone, not the tensors).
 pub fn checkpoint_epoch(path: &Path) -> Result<usize> {
+    let meta = checkpoint_header(path)?;
+    meta["epoch"]
+        .as_str()
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: not a pstl training checkpoint: no epoch in its metadata",
+                path.display()
+            )
+        })
+}
+
+/// The metadata of a safetensors file, from its header alone (no tensor is read or
+/// verified).
+pub fn checkpoint_header(path: &Path) -> Result<serde_json::Value> {
     let bad =
         |why: &str| anyhow::anyhow!("{}: not a pstl training checkpoint: {why}", path.display());
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -135,8 +158,5 @@ pub fn checkpoint_epoch(path: &Path) -> Result<usize> {
         .map_err(|_| bad("truncated header"))?;
     let v: serde_json::Value =
         serde_json::from_slice(&header).map_err(|_| bad("header is not JSON"))?;
-    v["__metadata__"]["epoch"]
-        .as_str()
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| bad("no epoch in its metadata"))
+    Ok(v["__metadata__"].clone())
 }

@@ -28,6 +28,39 @@ impl RunFiles {
     pub fn checkpoint(&self) -> PathBuf {
         self.dir.join("checkpoint.safetensors")
     }
+    /// The `i`-th newest kept checkpoint (0: [`RunFiles::checkpoint`]).
+    pub fn checkpoint_n(&self, i: usize) -> PathBuf {
+        match i {
+            0 => self.checkpoint(),
+            i => self.dir.join(format!("checkpoint.{i}.safetensors")),
+        }
+    }
+    /// The kept checkpoints that exist, newest first.
+    pub fn checkpoints(&self) -> Vec<PathBuf> {
+        let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let i = match name.as_str() {
+                    "checkpoint.safetensors" => 0,
+                    n => n
+                        .strip_prefix("checkpoint.")?
+                        .strip_suffix(".safetensors")?
+                        .parse()
+                        .ok()?,
+                };
+                e.path().is_file().then(|| (i, e.path()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+    /// The newest kept checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Option<PathBuf> {
+        self.checkpoints().into_iter().next()
+    }
     /// Final encoder in official keys (what `eval`, `embed` and `export` take).
     pub fn encoder(&self) -> PathBuf {
         self.dir.join("encoder.safetensors")
@@ -320,6 +353,7 @@ const FREE_KEYS: &[&str] = &[
     "pretrain.log_every",
     "pretrain.checkpoint_every",
     "pretrain.checkpoint_minutes",
+    "pretrain.keep_checkpoints",
     "pretrain.dist_timeout_s",
 ];
 

@@ -34,7 +34,7 @@ mod read;
 mod write;
 
 pub use read::read_state_dict;
-pub use write::write_state_dict;
+pub use write::{write_state_dict, write_state_dict_extra};
 
 /// Element type of a tensor (the dtypes a state_dict of this project can hold).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

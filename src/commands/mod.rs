@@ -12,6 +12,7 @@ pub mod pretrain;
 pub mod report;
 pub mod show;
 pub mod synth;
+pub mod verify;
 
 use crate::cli::GlobalOpts;
 use crate::config::Config;

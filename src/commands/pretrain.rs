@@ -64,10 +64,12 @@ fn claim_run_dir(
         }
     }
     let lock = crate::rundir::RunLock::acquire(run_dir)?;
-    let ckpt = run_dir.join("checkpoint.safetensors");
+    let ckpt = crate::preflight::latest_checkpoint(run_dir)
+        .unwrap_or_else(|| run_dir.join("checkpoint.safetensors"));
     if matches!(start, crate::preflight::Start::Resume(_)) {
-        let (_, meta) = crate::checkpoint::read_safetensors(&ckpt)?;
-        let stored = meta.get("config").map(String::as_str).unwrap_or_default();
+        // The header's config (the tensors are verified when the trainer resumes).
+        let meta = crate::preflight::checkpoint_header(&ckpt)?;
+        let stored = meta["config"].as_str().unwrap_or_default();
         let changes = crate::rundir::config_changes(stored, cfg)
             .with_context(|| format!("{}: stored config", ckpt.display()))?;
         if !changes.is_empty() {
@@ -136,12 +138,12 @@ pub fn run_pretrain(
     }
     let complete = match &claimed {
         Some((_, start)) => matches!(start, crate::preflight::Start::Complete(_)),
-        None => {
-            let ckpt = run_dir.join("checkpoint.safetensors");
-            opts.resume
-                && ckpt.is_file()
-                && crate::preflight::checkpoint_epoch(&ckpt)? >= cfg.pretrain.epochs
-        }
+        None => match crate::preflight::latest_checkpoint(&run_dir) {
+            Some(ckpt) if opts.resume => {
+                crate::preflight::checkpoint_epoch(&ckpt)? >= cfg.pretrain.epochs
+            }
+            _ => false,
+        },
     };
     if complete {
         return match &claimed {

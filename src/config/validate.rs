@@ -196,6 +196,12 @@ impl Config {
             "must be >= 0 (0: per epoch only)",
         );
         c.check(
+            "pretrain.keep_checkpoints",
+            p.keep_checkpoints,
+            (1..=100).contains(&p.keep_checkpoints),
+            "must be in 1..=100",
+        );
+        c.check(
             "pretrain.dist_timeout_s",
             p.dist_timeout_s,
             p.dist_timeout_s.is_finite() && p.dist_timeout_s >= 1.0,

@@ -16,6 +16,15 @@ use std::path::Path;
 /// compute record offsets assuming its own (miniz) layout instead of reading them from
 /// the zip; `.data/serialization_id` is optional for `torch.load`.
 pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(), PtError> {
+    write_state_dict_extra(path, tensors, &[])
+}
+
+/// [`write_state_dict`] with extra records `archive/<name>` (ignored by `torch.load`).
+pub fn write_state_dict_extra(
+    path: &Path,
+    tensors: &[(String, PtTensor)],
+    extra: &[(&str, &[u8])],
+) -> Result<(), PtError> {
     check_tensors(path, tensors)?;
     let pickle = pickle_state_dict(tensors);
     let mut records: Vec<(String, &[u8])> = Vec::with_capacity(tensors.len() + 3);
@@ -25,6 +34,7 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<(
         records.push((format!("archive/data/{i}"), &t.data));
     }
     records.push(("archive/version".into(), b"3\n"));
+    records.extend(extra.iter().map(|(n, d)| (format!("archive/{n}"), *d)));
     write_zip_atomic(path, &records)
 }
 

@@ -7,6 +7,7 @@
 //! Nothing in a step reads a value back to the host; losses are accumulated on the
 //! device and read only when a metrics row is logged.
 
+pub mod keep;
 mod trainer;
 
 pub use trainer::Trainer;
@@ -245,25 +246,34 @@ fn start_trainer(
     files: &RunFiles,
     writer: bool,
 ) -> Result<Trainer> {
-    let mut trainer = Trainer::new(cfg, device);
+    let resumed = match opts.resume {
+        true => keep::resume_newest(cfg, device, files, writer)?,
+        false => None,
+    };
+    let mut trainer = match resumed {
+        Some((trainer, ckpt)) => {
+            if writer {
+                tracing::info!(
+                    "resumed from {} at epoch {} (step {})",
+                    ckpt.display(),
+                    trainer.epoch,
+                    trainer.step
+                );
+            }
+            trainer
+        }
+        None => {
+            let mut trainer = Trainer::new(cfg, device);
+            if let Some(init) = &opts.init {
+                trainer.init_encoder(init)?;
+                if writer {
+                    tracing::info!("encoder initialised from {}", init.display());
+                }
+            }
+            trainer
+        }
+    };
     trainer.pg = opts.dist.clone();
-    let ckpt = files.checkpoint();
-    if ckpt.exists() && opts.resume {
-        trainer.resume(&ckpt)?;
-        if writer {
-            tracing::info!(
-                "resumed from {} at epoch {} (step {})",
-                ckpt.display(),
-                trainer.epoch,
-                trainer.step
-            );
-        }
-    } else if let Some(init) = &opts.init {
-        trainer.init_encoder(init)?;
-        if writer {
-            tracing::info!("encoder initialised from {}", init.display());
-        }
-    }
     trainer.broadcast_state()?;
     Ok(trainer)
 }
@@ -375,7 +385,7 @@ impl Run<'_> {
         let (stop, due) = stop_and_due(self.opts, self.cfg, self.since_ckpt, self.device)?;
         if (stop || due) && !last {
             if self.rank == 0 {
-                self.trainer.save(&self.files.checkpoint())?;
+                self.save()?;
             }
             self.since_ckpt = Instant::now();
         }
@@ -396,10 +406,19 @@ impl Run<'_> {
             || self.trainer.epoch == last_epoch
             || self.interrupted
         {
-            self.trainer.save(&self.files.checkpoint())?;
+            self.save()?;
             self.since_ckpt = Instant::now();
         }
         Ok(())
+    }
+
+    /// Rank 0: the checkpoint, as the newest of `pretrain.keep_checkpoints`.
+    fn save(&self) -> Result<()> {
+        keep::save_kept(
+            &self.trainer,
+            &self.files,
+            self.cfg.pretrain.keep_checkpoints,
+        )
     }
 
     /// The final encoder (rank 0, unless stopped), the ranks' last barrier and the

@@ -202,8 +202,15 @@ impl Trainer {
         warmup_cosine(p.lr, e, p.warmup_epochs, p.epochs)
     }
 
-    /// Save the full state atomically.
+    /// Save the full state atomically (one file; a run keeps several through
+    /// [`super::keep::save_kept`]).
     pub fn save(&self, path: &Path) -> Result<()> {
+        crate::io::atomic_write(path, &self.checkpoint_bytes()?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The full state as safetensors bytes, with tensor digests.
+    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
         let mut tensors =
             checkpoint::state_dict(&self.vs, "encoder.", "encoder.", self.step as i64);
         tensors.extend(checkpoint::state_dict(
@@ -220,7 +227,7 @@ impl Trainer {
         meta.insert("step".into(), self.step.to_string());
         meta.insert("seed".into(), self.cfg.run.seed.to_string());
         meta.insert("config".into(), self.cfg.to_toml());
-        checkpoint::write_safetensors(path, &tensors, &meta)
+        checkpoint::to_safetensors_bytes(&tensors, &meta)
     }
 
     /// Save the encoder alone with the official keys (no prefix).

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["method", "optim"],
     &["train", "rundir", "preflight", "bench"],
-    &["eval", "export", "report"],
+    &["eval", "export", "report", "verify"],
     &["cli", "commands"],
 ];
 

@@ -147,6 +147,15 @@ fn make_runs(dir: &Path) {
     trainer
         .save_encoder(&dir.join("encoder.safetensors"))
         .unwrap();
+    std::fs::copy(
+        dir.join("encoder.safetensors"),
+        dir.join("corrupt.safetensors"),
+    )
+    .unwrap();
+    crate::integrity::flip_exponent_bit(
+        &dir.join("corrupt.safetensors"),
+        "st_gcn_networks.9.tcn.2.weight",
+    );
     trainer.epoch = cfg.pretrain.epochs;
     let run = runs.join("done");
     std::fs::create_dir_all(&run).unwrap();
@@ -234,6 +243,7 @@ fn config_rows() -> Vec<Row> {
     };
     vec![
         set("mask_joint far above the joints", "pretrain.mask_joint=1000", "pretrain.mask_joint"),
+        set("no checkpoint kept", "pretrain.keep_checkpoints=0", "pretrain.keep_checkpoints"),
         set("mask_joint above the joints", "pretrain.mask_joint=26", "pretrain.mask_joint"),
         set("mask_joint removes every joint", "pretrain.mask_joint=25", "pretrain.mask_joint"),
         set("temporal kernel 0", "model.temporal_kernel=0", "model.temporal_kernel"),
@@ -343,6 +353,7 @@ fn io_rows() -> Vec<Row> {
         row("embed on 24 joints", embed("joints24.npy", &[]), 1, &["joints24.npy"]),
         row("embed on a text file", embed("text.txt", &[]), 1, &["text.txt"]),
         row("embed with a text checkpoint", cat(a(&["embed", "--checkpoint", "text.txt", "--input", "input.npy", "--output", "o.npy"]), sets("ok.h5", "e", &[])), 1, &["text.txt"]),
+        row("embed with a corrupt checkpoint", cat(a(&["embed", "--checkpoint", "corrupt.safetensors", "--input", "input.npy", "--output", "o.npy"]), sets("ok.h5", "e", &[])), 1, &["corrupt.safetensors", "st_gcn_networks.9.tcn.2.weight", "digest"]),
         row("ensemble of 3 and 4 classes", ensemble(&["scores3.npy", "scores4.npy"], "1,1"), 1, &["scores4.npy", "classes"]),
         row("ensemble NaN weight", ensemble(&["scores3.npy", "scores3b.npy"], "nan,1"), 1, &["--weights", "NaN"]),
         row("ensemble negative weight", ensemble(&["scores3.npy", "scores3b.npy"], "-1,1"), 1, &["--weights"]),

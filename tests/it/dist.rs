@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tch::{nn, Device, Kind, Tensor};
 
 /// A free TCP port on localhost.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -22,7 +22,7 @@ fn free_port() -> u16 {
 }
 
 /// `pstl pretrain` on `store` with a tiny model, writing `dir/name`.
-fn cmd(store: &Path, dir: &Path, name: &str, extra: &[&str]) -> Command {
+pub(crate) fn cmd(store: &Path, dir: &Path, name: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(pstl_bin());
     c.args(["pretrain", "--device", "cpu", "--threads", "1"]);
     for ov in [
@@ -52,7 +52,7 @@ fn cmd(store: &Path, dir: &Path, name: &str, extra: &[&str]) -> Command {
     c
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -60,14 +60,14 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn ok(o: Output) -> String {
+pub(crate) fn ok(o: Output) -> String {
     let t = text(&o);
     assert!(o.status.success(), "pretrain failed:\n{t}");
     t
 }
 
 /// The same command as `world` ranks with torchrun's variables; outputs in rank order.
-fn ranks(world: usize, mk: impl Fn() -> Command) -> Vec<Output> {
+pub(crate) fn ranks(world: usize, mk: impl Fn() -> Command) -> Vec<Output> {
     let port = free_port().to_string();
     let children: Vec<Child> = (0..world)
         .map(|r| {
@@ -93,7 +93,7 @@ fn tensors(path: &Path) -> BTreeMap<String, tch::Tensor> {
 }
 
 /// Largest difference over the float tensors of two safetensors files.
-fn max_diff(a: &Path, b: &Path) -> f64 {
+pub(crate) fn max_diff(a: &Path, b: &Path) -> f64 {
     let (a, b) = (tensors(a), tensors(b));
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
@@ -309,7 +309,7 @@ fn a_killed_rank_ends_the_job_with_an_error_naming_it() {
 }
 
 /// Wait until `metrics` has `n` data rows.
-fn wait_rows(metrics: &Path, n: usize, limit: Duration) {
+pub(crate) fn wait_rows(metrics: &Path, n: usize, limit: Duration) {
     let t0 = Instant::now();
     while read_metrics(metrics).map(|r| r.len()).unwrap_or(0) < n {
         assert!(t0.elapsed() < limit, "no {n} rows in {}", metrics.display());
@@ -317,7 +317,7 @@ fn wait_rows(metrics: &Path, n: usize, limit: Duration) {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let st = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()

@@ -181,14 +181,42 @@ impl Store {
     }
 
     fn read_x_rows(&self, split: &str, rows: Range<usize>) -> Result<Vec<f32>> {
-        let arr = self
+        let arr = match self
             .split(split)?
             .x
-            .read_slice::<f32, _, IxDyn>(rows_of(rows, 5))
-            .map_err(h5(&self.path, &format!("{split}/x")))?;
+            .read_slice::<f32, _, IxDyn>(rows_of(rows.clone(), 5))
+        {
+            Ok(arr) => arr,
+            Err(e) => return Err(self.read_error(split, rows, e)),
+        };
         let (data, offset) = arr.into_raw_vec_and_offset();
         debug_assert!(offset.unwrap_or(0) == 0);
         Ok(data)
+    }
+
+    /// The error of a failed read of `rows`: a Fletcher-32 mismatch names the first
+    /// corrupt sample (rows re-read one at a time to find it).
+    fn read_error(&self, split: &str, rows: Range<usize>, e: hdf5::Error) -> DataError {
+        if !format!("{e:?}").to_lowercase().contains("fletcher32") {
+            return DataError::hdf5(&self.path, format!("{split}/x"), e);
+        }
+        let x = match self.split(split) {
+            Ok(sets) => &sets.x,
+            Err(e) => return e,
+        };
+        let bad = rows
+            .clone()
+            .find(|&i| x.read_slice::<f32, _, IxDyn>(rows_of(i..i + 1, 5)).is_err())
+            .unwrap_or(rows.start);
+        let name = self.read_name_rows(split, bad..bad + 1).ok();
+        let name = name.and_then(|mut n| n.pop()).unwrap_or_default();
+        DataError::format(
+            &self.path,
+            format!(
+                "{split}: sample {bad} ({name}) fails its Fletcher-32 checksum: the store is \
+                 corrupt; write it again with `pstl prepare` or `pstl synth`"
+            ),
+        )
     }
 
     fn read_name_rows(&self, split: &str, rows: Range<usize>) -> Result<Vec<String>> {

@@ -213,6 +213,9 @@ fn create_split(
         x = x.shuffle().deflate(level);
         y = y.shuffle().deflate(level);
     }
+    // Fletcher-32 last, over the stored bytes of every chunk (one sample of `x`), so
+    // a flipped bit fails the checksum before anything is decompressed.
+    let (x, y) = (x.fletcher32(), y.fletcher32());
     let x = x
         .chunk([1, c, t, v, m])
         .shape(grow(&[c, t, v, m]))
