@@ -91,6 +91,39 @@ pub fn build_sheet(
     let (x, name, label, layout) = read_sample(store, split, index)?;
     let mut cfg = cfg.clone();
     cfg.data.stream = crate::stream::Stream::Joint;
+    check_matm_frames(&cfg, &x, store)?;
+    let d = draw_views(&x, &cfg, &layout, step)?;
+    let class = crate::data::classes::for_store(store)
+        .get(label as usize)
+        .cloned()
+        .unwrap_or_default();
+    let heading = format!("sample {index}\n{name}\nclass {label}\n{class}");
+    let sheet = Sheet {
+        title: format!(
+            "{} ({split} {index}): the PSTL views of pretraining step {step}, seed {}",
+            store.file_name().map_or(store.display().to_string(), |n| n
+                .to_string_lossy()
+                .into_owned()),
+            cfg.run.seed
+        ),
+        views: sheet_views(&x, &d, &cfg, &heading)?,
+        columns: sheet_columns(columns, d.frames),
+        bones: layout.edges(),
+    };
+    let marks = Marks {
+        name,
+        label,
+        seed: cfg.run.seed,
+        step,
+        dropped_frames: d.dropped_frames,
+        csm_draw: d.views.drop,
+        dropped_joints: d.dropped_joints,
+    };
+    Ok((sheet, marks))
+}
+
+/// MATM needs more than `2 * mask_frame` frames.
+fn check_matm_frames(cfg: &Config, x: &Tensor, store: &Path) -> Result<()> {
     let t = x.size()[2];
     if cfg.pretrain.mask_frame > 0 && t <= 2 * cfg.pretrain.mask_frame {
         bail!(
@@ -100,51 +133,75 @@ pub fn build_sheet(
             store.display()
         );
     }
-    // The draws of the trainer's step `step` (`Trainer::step_rng`).
+    Ok(())
+}
+
+/// The views of one pretraining step and what its masks removed.
+struct Drawn {
+    views: crate::method::PstlViews,
+    /// The temporal view before MATM.
+    unmasked: Tensor,
+    /// Frames of the unmasked views.
+    frames: usize,
+    dropped_frames: Vec<usize>,
+    /// CSM's draw, sorted and without repeats.
+    dropped_joints: Vec<usize>,
+}
+
+/// The draws of the trainer's step `step` (`Trainer::step_rng`) on sample `x`.
+fn draw_views(x: &Tensor, cfg: &Config, layout: &Layout, step: u64) -> Result<Drawn> {
     let seed = step_seed(cfg.run.seed, step);
     tch::manual_seed(seed as i64);
     let mut rng = PstlRng::seed_from_u64(seed);
-    let (views, unmasked) = crate::method::pstl_views_unmasked(&x, &cfg, &layout, &mut rng);
+    let (views, unmasked) = crate::method::pstl_views_unmasked(x, cfg, layout, &mut rng);
     let frames = unmasked.size()[2] as usize;
     let kept: Vec<i64> = match &views.kept_frames {
         Some(k) => Vec::try_from(k.flatten(0, -1))?,
         None => (0..frames as i64).collect(),
     };
-    let dropped_frames: Vec<usize> = (0..frames)
+    let dropped_frames = (0..frames)
         .filter(|f| !kept.contains(&(*f as i64)))
         .collect();
     let mut dropped_joints = views.drop.clone();
     dropped_joints.sort_unstable();
     dropped_joints.dedup();
-    let class = crate::data::classes::for_store(store)
-        .get(label as usize)
-        .cloned()
-        .unwrap_or_default();
-    let views_drawn = vec![
-        View::plain(
-            &format!("sample {index}\n{name}\nclass {label}\n{class}"),
-            to_frames(&x)?,
-        ),
-        View::plain("anchor\n(augmented)", to_frames(&views.anchor)?),
+    Ok(Drawn {
+        views,
+        unmasked,
+        frames,
+        dropped_frames,
+        dropped_joints,
+    })
+}
+
+/// The four rows of the sheet: the sample, the anchor, MATM and CSM with their marks.
+fn sheet_views(x: &Tensor, d: &Drawn, cfg: &Config, heading: &str) -> Result<Vec<View>> {
+    Ok(vec![
+        View::plain(heading, to_frames(x)?),
+        View::plain("anchor\n(augmented)", to_frames(&d.views.anchor)?),
         View {
             frame_mask: cfg.pretrain.mask_frame > 0,
-            dropped_frames: dropped_frames.clone(),
+            dropped_frames: d.dropped_frames.clone(),
             ..View::plain(
                 "MATM view\n(augmented;\nred: frames\ndropped)",
-                to_frames(&unmasked)?,
+                to_frames(&d.unmasked)?,
             )
         },
         View {
             joint_mask: true,
-            dropped_joints: dropped_joints.clone(),
+            dropped_joints: d.dropped_joints.clone(),
             ..View::plain(
                 "CSM view\n(augmented;\nred: joints\nremoved)",
-                to_frames(&views.spatial)?,
+                to_frames(&d.views.spatial)?,
             )
         },
-    ];
+    ])
+}
+
+/// `columns` evenly spaced frame indices of `frames` (at least one).
+fn sheet_columns(columns: usize, frames: usize) -> Vec<usize> {
     let k = columns.clamp(1, frames);
-    let cols = (0..k)
+    (0..k)
         .map(|i| {
             if k == 1 {
                 0
@@ -152,29 +209,7 @@ pub fn build_sheet(
                 i * (frames - 1) / (k - 1)
             }
         })
-        .collect();
-    let sheet = Sheet {
-        title: format!(
-            "{} ({split} {index}): the PSTL views of pretraining step {step}, seed {}",
-            store.file_name().map_or(store.display().to_string(), |n| n
-                .to_string_lossy()
-                .into_owned()),
-            cfg.run.seed
-        ),
-        views: views_drawn,
-        columns: cols,
-        bones: layout.edges(),
-    };
-    let marks = Marks {
-        name,
-        label,
-        seed: cfg.run.seed,
-        step,
-        dropped_frames,
-        csm_draw: views.drop,
-        dropped_joints,
-    };
-    Ok((sheet, marks))
+        .collect()
 }
 
 /// `pstl show --store S.h5 --index I --out DIR`.

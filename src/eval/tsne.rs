@@ -5,8 +5,9 @@
 //! L2-normalised first, as the k-NN protocol compares them. Deterministic per
 //! seed: the map starts from `run.seed`'s draw, not from the crate's own RNG.
 
-use super::{base_json, check_finite, features, load_data, load_encoder, EvalOutput};
+use super::{base_json, check_finite, features, load_data, load_encoder, EvalData, EvalOutput};
 use crate::config::Config;
+use crate::model::{Layout, StGcn};
 use crate::rng::PstlRng;
 use crate::viz::scatter::{write_scatter, ScatterPanel};
 use anyhow::{bail, Result};
@@ -100,23 +101,7 @@ pub fn tsne(cfg: &Config, ckpt: Option<&Path>, device: Device, out: &EvalOutput)
     let mut csv_rows = Vec::new();
     for (name, path) in encoders {
         let (_vs, enc) = load_encoder(cfg, path, device)?;
-        let stream = cfg.data.stream;
-        let f = features(
-            &enc,
-            &data.test_x,
-            stream,
-            &layout,
-            &[],
-            cfg.eval.batch_size,
-            device,
-        );
-        check_finite(&f, "features of the test split")?;
-        // On the unit sphere, as the k-NN protocol compares features (cosine).
-        let f = f.to_device(Device::Cpu).to_kind(Kind::Float);
-        let norm = f
-            .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
-            .clamp_min(1e-12);
-        let f = f / norm;
+        let f = unit_features(&enc, &data, cfg, &layout, device)?;
         let (n, d) = (f.size()[0] as usize, f.size()[1] as usize);
         let start = Instant::now();
         let map = tsne_2d(&host(&f)?, n, d, cfg.run.seed)?;
@@ -167,6 +152,32 @@ pub fn tsne(cfg: &Config, ckpt: Option<&Path>, device: Device, out: &EvalOutput)
     v["note"] = json!("silhouette: mean over test samples of (b - a) / max(a, b) with Euclidean distances between classes, in the encoder's L2-normalised feature space and in the 2-D map; 1 is perfectly separated classes, 0 overlapping");
     out.write_results(&v)?;
     Ok(v)
+}
+
+/// Eval-mode test features on the unit sphere, as the k-NN protocol compares them
+/// (cosine), on the CPU.
+fn unit_features(
+    enc: &StGcn,
+    data: &EvalData,
+    cfg: &Config,
+    layout: &Layout,
+    device: Device,
+) -> Result<Tensor> {
+    let f = features(
+        enc,
+        &data.test_x,
+        cfg.data.stream,
+        layout,
+        &[],
+        cfg.eval.batch_size,
+        device,
+    );
+    check_finite(&f, "features of the test split")?;
+    let f = f.to_device(Device::Cpu).to_kind(Kind::Float);
+    let norm = f
+        .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
+        .clamp_min(1e-12);
+    Ok(f / norm)
 }
 
 /// `tsne.csv`: encoder, test index, label, class name, x, y.
