@@ -68,10 +68,19 @@ pub(crate) fn ok(o: Output) -> String {
 
 /// The same command as `world` ranks with torchrun's variables; outputs in rank order.
 pub(crate) fn ranks(world: usize, mk: impl Fn() -> Command) -> Vec<Output> {
+    spawn_ranks(world, |_| mk())
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+/// Start `world` ranks of `mk(rank)` with torchrun's variables on a free port.
+pub(crate) fn spawn_ranks(world: usize, mk: impl Fn(usize) -> Command) -> Vec<Child> {
     let port = free_port().to_string();
-    let children: Vec<Child> = (0..world)
+    (0..world)
         .map(|r| {
-            mk().env("RANK", r.to_string())
+            mk(r)
+                .env("RANK", r.to_string())
                 .env("WORLD_SIZE", world.to_string())
                 .env("LOCAL_RANK", r.to_string())
                 .env("MASTER_ADDR", "127.0.0.1")
@@ -81,10 +90,6 @@ pub(crate) fn ranks(world: usize, mk: impl Fn() -> Command) -> Vec<Output> {
                 .spawn()
                 .unwrap()
         })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
         .collect()
 }
 

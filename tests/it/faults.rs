@@ -4,10 +4,10 @@
 //! and exit 75; a failed checkpoint write on rank 0 ends every rank with an error and
 //! the previous checkpoint still verifies. `scripts/fault_soak.sh` runs these 20 times.
 
-use crate::dist::{cmd, free_port, max_diff, ok, ranks, signal, text, wait_rows};
+use crate::dist::{cmd, max_diff, ok, ranks, signal, spawn_ranks, text, wait_rows};
 use pstl::rundir::read_metrics;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 /// 64 samples at a global batch of 8: 8 steps per epoch, 2 epochs; a checkpoint per
@@ -20,25 +20,6 @@ const ARGS: [&str; 6] = [
     "--set",
     "pretrain.checkpoint_minutes=0.002",
 ];
-
-/// The two ranks of one job, started, not awaited.
-fn spawn_ranks(mk: impl Fn(usize) -> Command) -> Vec<Child> {
-    let port = free_port().to_string();
-    (0..2)
-        .map(|r| {
-            mk(r)
-                .env("RANK", r.to_string())
-                .env("WORLD_SIZE", "2")
-                .env("LOCAL_RANK", r.to_string())
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", &port)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect()
-}
 
 /// Wait for a child, killing it (and failing) after `limit`: a liveness bound far
 /// above the run's own `dist_timeout_s`, so a hung rank fails the test, not CI.
@@ -92,7 +73,7 @@ fn sigkill_of_one_rank_then_a_relaunch_ends_at_the_uninterrupted_weights() {
     let store = crate::common::tiny_store(dir.path(), 4, 16, 2);
     straight(&store, dir.path());
     let run = dir.path().join("killed");
-    let mut children = spawn_ranks(|_| cmd(&store, dir.path(), "killed", &ARGS));
+    let mut children = spawn_ranks(2, |_| cmd(&store, dir.path(), "killed", &ARGS));
     wait_rows(
         &run.join("metrics.csv"),
         random_step(),
@@ -128,7 +109,7 @@ fn sigterm_to_one_rank_stops_every_rank_at_one_checkpointed_step_with_75() {
     let store = crate::common::tiny_store(dir.path(), 4, 16, 2);
     let run = dir.path().join("stopped");
     let args = [ARGS[0], ARGS[1], ARGS[2], ARGS[3]];
-    let mut children = spawn_ranks(|_| cmd(&store, dir.path(), "stopped", &args));
+    let mut children = spawn_ranks(2, |_| cmd(&store, dir.path(), "stopped", &args));
     wait_rows(
         &run.join("metrics.csv"),
         random_step(),
@@ -161,7 +142,7 @@ fn a_failed_checkpoint_write_on_rank_0_ends_every_rank_and_keeps_the_previous_on
     let run = dir.path().join("full");
     // Epoch checkpoints only: the first (step 8) is written, the second fails.
     let args = [ARGS[0], ARGS[1], ARGS[2], ARGS[3]];
-    let children = spawn_ranks(|r| {
+    let children = spawn_ranks(2, |r| {
         let mut c = cmd(&store, dir.path(), "full", &args);
         if r == 0 {
             c.env(pstl::train::keep::FAULT_ENV, "2");
