@@ -90,7 +90,7 @@ bench: setup
 	$(CARGO) bench --locked
 
 # pstl's step vs the authors' step in PyTorch: loss equality, then A B A B timing.
-# Variables: CONFIG (default: the official NTU-60 size), STEPS, ROUNDS, THREADS,
+# Variables: CONFIG (default: the official NTU-60 size), STEPS, ROUNDS, WARMUP, THREADS,
 # DEVICE, PRECISION (pstl's), PY_PRECISION, SET="k=v ...".
 bench-compare: build
 	CONFIG=$(if $(filter configs/synthetic.toml,$(CONFIG)),configs/ntu60_xsub_joint.toml,$(CONFIG)) \
