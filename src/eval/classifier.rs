@@ -67,6 +67,28 @@ pub struct EpochRow {
     pub test_top1_batch_mean: f64,
 }
 
+impl EpochRow {
+    /// An epoch's row from its test `logits` against labels `y` (`batch`: the test batch
+    /// of the authors' batch-mean figure).
+    pub(super) fn of_test(
+        epoch: usize,
+        lr: f64,
+        train_loss: f64,
+        logits: &Tensor,
+        y: &Tensor,
+        batch: usize,
+    ) -> Self {
+        EpochRow {
+            epoch,
+            lr,
+            train_loss,
+            test_top1: topk_accuracy(logits, y, 1),
+            test_top5: topk_accuracy(logits, y, 5),
+            test_top1_batch_mean: batch_mean_top1(logits, y, batch),
+        }
+    }
+}
+
 /// Outcome of training a classifier.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassifierResult {
@@ -131,18 +153,10 @@ pub fn train_linear_on_features(
             count += 1;
         }
         let logits = tch::no_grad(|| test_f.apply(&fc));
-        rows.push(EpochRow {
-            epoch,
-            lr,
-            train_loss: loss_sum.double_value(&[]) / count.max(1) as f64,
-            test_top1: topk_accuracy(&logits, test_y, 1),
-            test_top5: topk_accuracy(&logits, test_y, 5),
-            test_top1_batch_mean: batch_mean_top1(&logits, test_y, e.batch_size),
-        });
-        bar.set_message(format!(
-            "test top-1 {:.2}",
-            rows.last().map_or(0.0, |r| r.test_top1)
-        ));
+        let train_loss = loss_sum.double_value(&[]) / count.max(1) as f64;
+        let row = EpochRow::of_test(epoch, lr, train_loss, &logits, test_y, e.batch_size);
+        bar.set_message(format!("test top-1 {:.2}", row.test_top1));
+        rows.push(row);
         last_logits = logits;
         bar.inc(1);
     }

@@ -2,10 +2,9 @@
 //! authors' augmentations.
 
 use super::{
-    classifier::batch_mean_top1, classifier::batches, classifier::classifier,
-    classifier::save_classifier, classifier::summarise, classifier::topk_accuracy,
-    classifier::ClassifierResult, classifier::EpochRow, features, load_data, load_encoder,
-    output::add_classifier_figures, output::base_json, output::EvalOutput, EvalData,
+    classifier::batches, classifier::classifier, classifier::save_classifier,
+    classifier::summarise, classifier::ClassifierResult, classifier::EpochRow, features, load_data,
+    load_encoder, output::add_classifier_figures, output::base_json, output::EvalOutput, EvalData,
 };
 use crate::augment::augment;
 use crate::config::Config;
@@ -50,18 +49,9 @@ pub fn finetune_rows(
         let lr = cosine(e.finetune_lr, epoch as f64, e.finetune_epochs);
         let train_loss = tuner.train_epoch(epoch, &mut adam, lr);
         let logits = tuner.test_logits();
-        history.push(EpochRow {
-            epoch,
-            lr,
-            train_loss,
-            test_top1: topk_accuracy(&logits, &data.test_y, 1),
-            test_top5: topk_accuracy(&logits, &data.test_y, 5),
-            test_top1_batch_mean: batch_mean_top1(&logits, &data.test_y, e.batch_size),
-        });
-        bar.set_message(format!(
-            "test top-1 {:.2}",
-            history.last().map_or(0.0, |r| r.test_top1)
-        ));
+        let row = EpochRow::of_test(epoch, lr, train_loss, &logits, &data.test_y, e.batch_size);
+        bar.set_message(format!("test top-1 {:.2}", row.test_top1));
+        history.push(row);
         last_logits = logits;
         bar.inc(1);
     }
