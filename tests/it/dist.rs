@@ -67,6 +67,17 @@ pub(crate) fn ok(o: Output) -> String {
 }
 
 /// The same command as `world` ranks with torchrun's variables; outputs in rank order.
+/// 64 samples at a global batch of 8: 8 steps per epoch, 2 epochs; a checkpoint per
+/// epoch and (time-based) every ~0.1 s within one.
+pub(crate) const TIMED_CHECKPOINTS: [&str; 6] = [
+    "--set",
+    "pretrain.batch_size=8",
+    "--set",
+    "pretrain.epochs=2",
+    "--set",
+    "pretrain.checkpoint_minutes=0.002",
+];
+
 pub(crate) fn ranks(world: usize, mk: impl Fn() -> Command) -> Vec<Output> {
     spawn_ranks(world, |_| mk())
         .into_iter()
@@ -376,14 +387,7 @@ fn sigkill_rerun_logs_each_step_once_and_a_locked_run_refuses_a_second_job() {
     let dir = tempfile::tempdir().unwrap();
     let store = tiny_store(dir.path(), 4, 16, 2);
     // Time-based checkpoints every ~0.1 s, so the kill lands after a mid-epoch one.
-    let args = [
-        "--set",
-        "pretrain.batch_size=8",
-        "--set",
-        "pretrain.epochs=2",
-        "--set",
-        "pretrain.checkpoint_minutes=0.002",
-    ];
+    let args = TIMED_CHECKPOINTS;
     let run = dir.path().join("killed");
     let mut child = cmd(&store, dir.path(), "killed", &args)
         .stdout(Stdio::null())

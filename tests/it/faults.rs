@@ -4,22 +4,13 @@
 //! and exit 75; a failed checkpoint write on rank 0 ends every rank with an error and
 //! the previous checkpoint still verifies. `scripts/fault_soak.sh` runs these 20 times.
 
-use crate::dist::{cmd, max_diff, ok, ranks, signal, spawn_ranks, text, wait_rows};
+use crate::dist::{
+    cmd, max_diff, ok, ranks, signal, spawn_ranks, text, wait_rows, TIMED_CHECKPOINTS,
+};
 use pstl::rundir::read_metrics;
 use std::path::Path;
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
-
-/// 64 samples at a global batch of 8: 8 steps per epoch, 2 epochs; a checkpoint per
-/// epoch and (time-based) every ~0.1 s within one.
-const ARGS: [&str; 6] = [
-    "--set",
-    "pretrain.batch_size=8",
-    "--set",
-    "pretrain.epochs=2",
-    "--set",
-    "pretrain.checkpoint_minutes=0.002",
-];
 
 /// Wait for a child, killing it (and failing) after `limit`: a liveness bound far
 /// above the run's own `dist_timeout_s`, so a hung rank fails the test, not CI.
@@ -45,7 +36,7 @@ fn steps(run: &Path) -> Vec<u64> {
 }
 
 fn straight(store: &Path, dir: &Path) {
-    for o in ranks(2, || cmd(store, dir, "straight", &ARGS)) {
+    for o in ranks(2, || cmd(store, dir, "straight", &TIMED_CHECKPOINTS)) {
         ok(o);
     }
 }
@@ -73,7 +64,7 @@ fn sigkill_of_one_rank_then_a_relaunch_ends_at_the_uninterrupted_weights() {
     let store = crate::common::tiny_store(dir.path(), 4, 16, 2);
     straight(&store, dir.path());
     let run = dir.path().join("killed");
-    let mut children = spawn_ranks(2, |_| cmd(&store, dir.path(), "killed", &ARGS));
+    let mut children = spawn_ranks(2, |_| cmd(&store, dir.path(), "killed", &TIMED_CHECKPOINTS));
     wait_rows(
         &run.join("metrics.csv"),
         random_step(),
@@ -84,7 +75,7 @@ fn sigkill_of_one_rank_then_a_relaunch_ends_at_the_uninterrupted_weights() {
     let r0 = wait_limited(children.pop().unwrap(), Duration::from_secs(120));
     assert!(!r0.status.success(), "rank 0 must fail:\n{}", text(&r0));
     let _ = wait_limited(r1, Duration::from_secs(10));
-    for o in ranks(2, || cmd(&store, dir.path(), "killed", &ARGS)) {
+    for o in ranks(2, || cmd(&store, dir.path(), "killed", &TIMED_CHECKPOINTS)) {
         ok(o);
     }
     let enc = "encoder.safetensors";
@@ -108,8 +99,8 @@ fn sigterm_to_one_rank_stops_every_rank_at_one_checkpointed_step_with_75() {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::common::tiny_store(dir.path(), 4, 16, 2);
     let run = dir.path().join("stopped");
-    let args = [ARGS[0], ARGS[1], ARGS[2], ARGS[3]];
-    let mut children = spawn_ranks(2, |_| cmd(&store, dir.path(), "stopped", &args));
+    let args = &TIMED_CHECKPOINTS[..4];
+    let mut children = spawn_ranks(2, |_| cmd(&store, dir.path(), "stopped", args));
     wait_rows(
         &run.join("metrics.csv"),
         random_step(),
@@ -141,9 +132,9 @@ fn a_failed_checkpoint_write_on_rank_0_ends_every_rank_and_keeps_the_previous_on
     let store = crate::common::tiny_store(dir.path(), 4, 16, 2);
     let run = dir.path().join("full");
     // Epoch checkpoints only: the first (step 8) is written, the second fails.
-    let args = [ARGS[0], ARGS[1], ARGS[2], ARGS[3]];
+    let args = &TIMED_CHECKPOINTS[..4];
     let children = spawn_ranks(2, |r| {
-        let mut c = cmd(&store, dir.path(), "full", &args);
+        let mut c = cmd(&store, dir.path(), "full", args);
         if r == 0 {
             c.env(pstl::train::keep::FAULT_ENV, "2");
         }
