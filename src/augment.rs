@@ -4,7 +4,12 @@
 //! are reproducible on any device) and applied as small tensors on the data's device.
 //! Draws are per batch as in the authors' code, or per sample with `per_sample`. They
 //! act on the stream (motion, bone) already computed, as the authors' do.
+//!
+//! On one rank of a data-parallel run ([`augment_rows`]) the per-sample draws are made
+//! for the whole global batch and only this rank's are applied, so every rank draws
+//! the same numbers and a run does not depend on its world size.
 
+use crate::dist::Shard;
 use crate::model::Layout;
 use crate::rng::PstlRng;
 use rand::Rng;
@@ -45,30 +50,42 @@ impl Default for AugmentConfig {
 
 /// Apply all configured augmentations to a batch `(N, C, T, V, M)`.
 pub fn augment(x: &Tensor, cfg: &AugmentConfig, layout: &Layout, rng: &mut PstlRng) -> Tensor {
+    augment_rows(x, Shard::whole(x.size()[0] as usize), cfg, layout, rng)
+}
+
+/// [`augment`] of rows `x` of a global batch `shard`: the same draws as for the whole
+/// batch, this shard's applied.
+pub fn augment_rows(
+    x: &Tensor,
+    shard: Shard,
+    cfg: &AugmentConfig,
+    layout: &Layout,
+    rng: &mut PstlRng,
+) -> Tensor {
     let n = x.size()[0] as usize;
-    let draws = if cfg.per_sample { n } else { 1 };
+    let draws = if cfg.per_sample { shard.global } else { 1 };
     let mut y = x.shallow_clone();
     if cfg.shear_amp > 0.0 {
         let s: Vec<[f64; 9]> = (0..draws)
             .map(|_| shear_matrix(cfg.shear_amp, rng))
             .collect();
         // x'[d] = sum_c x[c] S[c][d]
-        y = apply_matrices(&y, &s, true);
+        y = apply_matrices(&y, shard.pick(&s, n), true);
     }
     if cfg.pad_ratio > 0 {
-        y = temporal_crop(&y, cfg.pad_ratio, draws, rng);
+        y = temporal_crop_rows(&y, cfg.pad_ratio, draws, shard, rng);
     }
     if cfg.rotate_main_deg > 0.0 || cfg.rotate_other_deg > 0.0 {
         let r: Vec<[f64; 9]> = (0..draws)
             .map(|_| rotation_matrix(cfg.rotate_main_deg, cfg.rotate_other_deg, rng))
             .collect();
-        y = apply_matrices(&y, &r, false);
+        y = apply_matrices(&y, shard.pick(&r, n), false);
     }
     if cfg.flip_prob > 0.0 {
         let flips: Vec<bool> = (0..draws)
             .map(|_| rng.gen::<f64>() < cfg.flip_prob)
             .collect();
-        y = flip(&y, layout, &flips);
+        y = flip(&y, layout, shard.pick(&flips, n));
     }
     y
 }
@@ -137,6 +154,18 @@ pub fn apply_matrices(x: &Tensor, mats: &[[f64; 9]], transposed: bool) -> Tensor
 /// Mirror-pad `T / pad_ratio` frames at both ends and crop `T` frames from a random
 /// start in `[0, 2 * pad]` (one start, or one per sample when `draws == N`).
 pub fn temporal_crop(x: &Tensor, pad_ratio: i64, draws: usize, rng: &mut PstlRng) -> Tensor {
+    let shard = Shard::whole(x.size()[0] as usize);
+    temporal_crop_rows(x, pad_ratio, draws, shard, rng)
+}
+
+/// [`temporal_crop`] of rows `x` of a global batch `shard` (`draws`: 1 or its rows).
+fn temporal_crop_rows(
+    x: &Tensor,
+    pad_ratio: i64,
+    draws: usize,
+    shard: Shard,
+    rng: &mut PstlRng,
+) -> Tensor {
     let size = x.size();
     let t = size[2];
     let pad = t / pad_ratio;
@@ -151,7 +180,8 @@ pub fn temporal_crop(x: &Tensor, pad_ratio: i64, draws: usize, rng: &mut PstlRng
         return padded.narrow(2, start, t);
     }
     let starts: Vec<i64> = (0..draws).map(|_| rng.gen_range(0..=2 * pad)).collect();
-    let idx = Tensor::from_slice(&starts).view([-1, 1])
+    let starts = shard.pick(&starts, size[0] as usize);
+    let idx = Tensor::from_slice(starts).view([-1, 1])
         + Tensor::arange(t, (Kind::Int64, tch::Device::Cpu));
     let idx = idx
         .to_device(x.device())

@@ -211,6 +211,10 @@ pub struct PretrainConfig {
     pub sync_bn: bool,
     /// Data-parallel runs: seconds a collective may wait for a peer before the run fails.
     pub dist_timeout_s: f64,
+    /// Data-parallel gradient averaging: `reducer` (DDP's engine, all-reducing buckets
+    /// during backward) or `buckets` (pstl's earlier all-reduce after backward, kept to
+    /// compare against).
+    pub grad_sync: GradSync,
     /// Compute precision: `fp32`, `bf16` (fp32 master weights, fp32 loss) or `fp16`
     /// (CUDA only, with a loss scaler).
     pub precision: crate::model::Precision,
@@ -234,9 +238,21 @@ impl Default for PretrainConfig {
             keep_checkpoints: 2,
             sync_bn: false,
             dist_timeout_s: 300.0,
+            grad_sync: GradSync::Reducer,
             precision: crate::model::Precision::Fp32,
         }
     }
+}
+
+/// How a data-parallel run averages gradients (`pretrain.grad_sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GradSync {
+    /// libtorch's `c10d::Reducer`: buckets all-reduced as backward fills them.
+    #[default]
+    Reducer,
+    /// One all-reduce per 25 MB bucket after backward ends.
+    Buckets,
 }
 
 /// `[eval]`: downstream protocols (paper §4).

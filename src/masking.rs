@@ -3,6 +3,7 @@
 //! motion-attention temporal masking (MATM, the `m` fastest frames dropped, then `m`
 //! more at random, one draw per batch as the authors do).
 
+use crate::dist::Shard;
 use crate::model::Layout;
 use crate::rng::PstlRng;
 use rand::seq::SliceRandom;
@@ -48,6 +49,18 @@ pub fn matm_with(x: &Tensor, m: i64, per_sample: bool, rng: &mut PstlRng) -> Ten
 /// [`matm_with`], also returning the frames of `x` each sample kept, `(N, T - 2m)`
 /// int64 in time order (what `pstl show` marks; the others were dropped).
 pub fn matm_frames(x: &Tensor, m: i64, per_sample: bool, rng: &mut PstlRng) -> (Tensor, Tensor) {
+    matm_frames_rows(x, Shard::whole(x.size()[0] as usize), m, per_sample, rng)
+}
+
+/// [`matm_frames`] of rows `x` of a global batch `shard`: per-sample draws are made for
+/// every row of the global batch and this shard's are used.
+pub fn matm_frames_rows(
+    x: &Tensor,
+    shard: Shard,
+    m: i64,
+    per_sample: bool,
+    rng: &mut PstlRng,
+) -> (Tensor, Tensor) {
     let size = x.size();
     let (n, t) = (size[0], size[2]);
     assert!(
@@ -68,7 +81,8 @@ pub fn matm_frames(x: &Tensor, m: i64, per_sample: bool, rng: &mut PstlRng) -> (
         chosen
     };
     let pos: Vec<i64> = if per_sample {
-        (0..n).flat_map(|_| draw()).collect()
+        let all: Vec<Vec<i64>> = (0..shard.global).map(|_| draw()).collect();
+        shard.pick(&all, n as usize).concat()
     } else {
         draw().repeat(n as usize)
     };

@@ -7,14 +7,18 @@
 //! loss [`bt_loss`]. The anchor is encoded and projected once and serves both losses.
 //!
 //! [`pstl_losses`] is the single-process step; [`pstl_losses_dp`] is the same step on one
-//! rank of a data-parallel run, equal to it on the global batch. The training loop around
-//! them is [`crate::train`].
+//! rank of a data-parallel run, equal to it on the global batch: each rank draws the
+//! views of its own rows (the same random numbers on every rank), runs the encoder and
+//! the projector on them with global-batch statistics in the projector's norms, and
+//! all-gathers the normalised projections so that both losses see the global batch.
+//! The training loop around them is [`crate::train`].
 
-use crate::augment::augment;
+use crate::augment::augment_rows;
 use crate::config::Config;
+pub use crate::dist::Shard;
 use crate::dist::{DistError, ProcessGroup};
-use crate::masking::{csm_draw, matm_frames};
-use crate::model::{bt_loss, BtLoss, Layout, Pstl};
+use crate::masking::{csm_draw, matm_frames_rows};
+use crate::model::{bt_loss, BtLoss, Layout, NormStats, Pstl};
 use crate::rng::PstlRng;
 use tch::Tensor;
 
@@ -61,13 +65,26 @@ pub fn pstl_views_unmasked(
     layout: &Layout,
     rng: &mut PstlRng,
 ) -> (PstlViews, Tensor) {
+    pstl_views_shard(x, Shard::whole(x.size()[0] as usize), cfg, layout, rng)
+}
+
+/// [`pstl_views_unmasked`] of rows `x` of the global batch `shard`: the same draws in
+/// the same order, whatever the shard, and this shard's rows of every view.
+pub fn pstl_views_shard(
+    x: &Tensor,
+    shard: Shard,
+    cfg: &Config,
+    layout: &Layout,
+    rng: &mut PstlRng,
+) -> (PstlViews, Tensor) {
     let data = cfg.data.stream.apply(x, layout);
-    let view = |rng: &mut PstlRng| augment(&data, &cfg.augment, layout, rng);
+    let view = |rng: &mut PstlRng| augment_rows(&data, shard, &cfg.augment, layout, rng);
     let anchor = view(rng);
     let unmasked = view(rng);
     let (temporal, kept_frames) = if cfg.pretrain.mask_frame > 0 {
-        let (t, kept) = matm_frames(
+        let (t, kept) = matm_frames_rows(
             &unmasked,
+            shard,
             cfg.pretrain.mask_frame,
             cfg.augment.per_sample,
             rng,
@@ -118,12 +135,18 @@ pub fn pstl_losses(
     views_losses(model, &views, cfg, train)
 }
 
-/// The PSTL losses of prepared views.
+/// The PSTL losses of prepared views (one process; libtorch's norms in the projector,
+/// or the synchronised formula over this batch with `pretrain.sync_bn` in training).
 pub fn views_losses(model: &Pstl, v: &PstlViews, cfg: &Config, train: bool) -> StepLosses {
     let embed = |x: &Tensor, drop: &[usize]| {
-        model
-            .head
-            .embed(&model.encoder.forward_drop(x, drop, train), train)
+        let f = model.encoder.forward_drop(x, drop, train);
+        if train && cfg.pretrain.sync_bn {
+            // Without a group no collective runs, so there is no error to handle.
+            let synced = model.head.embed_train(&f, NormStats::Global(None));
+            synced.unwrap_or_else(|_| model.head.embed(&f, true))
+        } else {
+            model.head.embed(&f, train)
+        }
     };
     let z1 = embed(&v.anchor, &[]);
     let z2 = embed(&v.temporal, &[]);
@@ -131,19 +154,10 @@ pub fn views_losses(model: &Pstl, v: &PstlViews, cfg: &Config, train: bool) -> S
     two_losses(&z1, &z2, &z3, cfg.pretrain.lambda)
 }
 
-/// This rank's rows `[offset, offset + n)` of a global batch of `global` rows.
-#[derive(Debug, Clone, Copy)]
-pub struct Shard {
-    /// First row of this rank.
-    pub offset: usize,
-    /// Rows of the global batch.
-    pub global: usize,
-}
-
-/// Data-parallel PSTL losses: the views are drawn for the global batch (every rank
-/// draws the same numbers; other ranks' rows are zeros) and cut to this rank's rows;
-/// the encoder runs on those rows; the features are all-gathered with gradient and
-/// the projector, its batch norms and both losses run on the global batch.
+/// Data-parallel PSTL losses on this rank's rows `x` of the global batch `shard`: the
+/// views of these rows (drawn with the global batch's random numbers), the encoder and
+/// the projector on them (its norms with global-batch statistics), then the normalised
+/// projections all-gathered with gradient, so that both losses run on the global batch.
 pub fn pstl_losses_dp(
     model: &Pstl,
     x: &Tensor,
@@ -153,16 +167,11 @@ pub fn pstl_losses_dp(
     layout: &Layout,
     rng: &mut PstlRng,
 ) -> Result<StepLosses, DistError> {
-    let n = x.size()[0];
-    let mut dims = x.size();
-    dims[0] = shard.global as i64;
-    let full = Tensor::zeros(dims.as_slice(), (x.kind(), x.device()));
-    full.narrow(0, shard.offset as i64, n).copy_(x);
-    let v = pstl_views(&full, cfg, layout, rng);
-    let cut = |t: &Tensor| t.narrow(0, shard.offset as i64, n);
+    let v = pstl_views_shard(x, shard, cfg, layout, rng).0;
     let embed = |t: &Tensor, drop: &[usize]| {
-        let f = model.encoder.forward_drop(&cut(t), drop, true);
-        Ok::<_, DistError>(model.head.embed(&pg.all_gather_rows_autograd(&f)?, true))
+        let f = model.encoder.forward_drop(t, drop, true);
+        let z = model.head.embed_train(&f, NormStats::Global(Some(pg)))?;
+        pg.all_gather_rows_autograd(&z)
     };
     let z1 = embed(&v.anchor, &[])?;
     let z2 = embed(&v.temporal, &[])?;

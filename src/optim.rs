@@ -74,7 +74,11 @@ impl Adam {
         for (_, p) in &mut self.params {
             let mut g = p.grad();
             if g.defined() {
-                let _ = g.detach_();
+                // A gradient that is a view into a data-parallel bucket has no graph to
+                // detach from (and a view cannot be detached in place).
+                if g.requires_grad() {
+                    let _ = g.detach_();
+                }
                 let _ = g.zero_();
             }
         }

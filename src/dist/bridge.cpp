@@ -8,18 +8,25 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #ifdef PSTL_NCCL
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
 #include <algorithm>
+#include <atomic>
+#include <limits>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -30,9 +37,34 @@ struct Group {
 #ifdef PSTL_NCCL
   c10::intrusive_ptr<c10d::Backend> nccl;
 #endif
+  // The ProcessGroup wrapper c10d::Reducer needs (built on first use).
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
   int rank;
   int world;
   std::chrono::milliseconds timeout;
+  // Bytes of the tensors pstl all-reduced and received from all-gathers (not counting
+  // the Reducer's gradient buckets).
+  std::atomic<int64_t> reduced{0};
+  std::atomic<int64_t> gathered{0};
+
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group(bool cuda) {
+    if (!pg) {
+      pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world);
+      pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+      pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    }
+#ifdef PSTL_NCCL
+    if (cuda) {
+      backend_for(at::empty({0}, at::TensorOptions().device(at::kCUDA)));
+      pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+      pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+    }
+#endif
+#ifndef PSTL_NCCL
+    if (cuda) throw std::runtime_error("CUDA parameters, but pstl was built without NCCL");
+#endif
+    return pg;
+  }
 
   c10d::Backend& backend_for(const at::Tensor& t) {
 #ifdef PSTL_NCCL
@@ -81,6 +113,7 @@ int guarded(char** err, F&& f) {
 Group* as_group(int64_t h) { return reinterpret_cast<Group*>(h); }
 
 void allreduce_sum(Group& g, at::Tensor& t) {
+  g.reduced += t.numel() * t.element_size();
   std::vector<at::Tensor> v{t};
   c10d::AllreduceOptions o;
   o.reduceOp = c10d::ReduceOp::SUM;
@@ -96,6 +129,7 @@ at::Tensor allgather_cat(Group& g, const at::Tensor& t) {
   c10d::AllgatherOptions o;
   o.timeout = g.timeout;
   g.wait(g.backend_for(t).allgather(out, in, o), "all_gather");
+  g.gathered += in[0].numel() * in[0].element_size() * g.world;
   return at::cat(out[0], 0);
 }
 
@@ -202,6 +236,8 @@ void pstl_dist_drop(void* g) {
     } catch (...) {
     }
     (void)grp->nccl.release();
+    // The Reducer's ProcessGroup wrapper holds the NCCL backend too: leave it as well.
+    if (grp->pg) (void)grp->pg.release();
   }
 #endif
   delete grp;
@@ -270,6 +306,13 @@ int pstl_dist_probe(void* g, int64_t wait_ms, char** missing, char** err) {
   });
 }
 
+// Bytes all-reduced and all-gathered (received) by pstl's collectives so far.
+void pstl_dist_bytes(void* g, int64_t* reduced, int64_t* gathered) {
+  Group& grp = *static_cast<Group*>(g);
+  *reduced = grp.reduced.load();
+  *gathered = grp.gathered.load();
+}
+
 int pstl_dist_has_nccl() {
 #ifdef PSTL_NCCL
   return 1;
@@ -331,6 +374,131 @@ int pstl_dist_all_gather_rows_autograd(void* g, const at::Tensor* t, at::Tensor*
   return guarded(err, [&] {
     *out = new at::Tensor(AllGatherRows::apply(*t, reinterpret_cast<int64_t>(g)));
   });
+}
+
+// ---- DDP's gradient engine: c10d::Reducer on tch's parameters ----
+//
+// The Reducer registers post-hooks on the parameters' gradient accumulators, fills
+// buckets as gradients become ready during backward and all-reduces (averages) each
+// full bucket asynchronously, then waits for them in a callback at the end of backward:
+// what torch.nn.parallel.DistributedDataParallel runs. Configured as DDP's defaults:
+// 25 MiB buckets (1 MiB first bucket after the rebuild), gradient_as_bucket_view, no
+// unused-parameter search, one bucket in the first step, rebuilt in backward order
+// before the second forward. pstl's own post-hooks record when the last gradient was
+// ready, so the all-reduce time left after backward's compute can be reported.
+
+// When backward started, and the latest time (ns after it) a gradient was ready;
+// shared with the post-hooks, which outlive a dropped Reducer.
+struct Timing {
+  std::atomic<int64_t> last_ready_ns{0};
+  std::atomic<int64_t> start_ns{0};
+  // Fault injection for the tests: PSTL_FAULT_KILL_IN_BACKWARD=N kills this process
+  // (SIGKILL) in its N-th backward, once half of the gradients are ready.
+  int64_t kill_at = 0;
+  int64_t backwards = 0;
+  int64_t params = 0;
+  std::atomic<int64_t> ready{0};
+};
+
+struct ReducerHandle {
+  std::shared_ptr<c10d::Reducer> reducer;
+  std::shared_ptr<Timing> timing = std::make_shared<Timing>();
+};
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int pstl_reducer_new(void* g, at::Tensor** params, const char** names, int64_t n,
+                     void** out, char** err) {
+  return guarded(err, [&] {
+    Group& grp = *static_cast<Group*>(g);
+    std::vector<at::Tensor> ps;
+    std::unordered_map<size_t, std::string> param_names;
+    for (int64_t i = 0; i < n; ++i) {
+      ps.push_back(*params[i]);
+      param_names[static_cast<size_t>(i)] = names[i];
+    }
+    if (ps.empty()) throw std::runtime_error("no parameters to reduce");
+    const bool cuda = ps[0].is_cuda();
+    std::vector<bool> sparse(ps.size(), false);
+    // First step: one bucket (DDP's default without unused-parameter search).
+    auto [buckets, limits] = c10d::compute_bucket_assignment_by_size(
+        ps, {std::numeric_limits<size_t>::max()}, sparse);
+    std::reverse(buckets.begin(), buckets.end());
+    auto h = std::make_unique<ReducerHandle>();
+    h->reducer = std::make_shared<c10d::Reducer>(
+        ps, buckets, grp.process_group(cuda), sparse, c10d::kDefaultBucketBytesCap,
+        /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/true, param_names,
+        c10d::kDefaultFirstBucketBytes, /*skip_all_reduce_unused_params=*/false,
+        /*use_python_reducer=*/false, std::vector<int64_t>{});
+    std::shared_ptr<Timing> timing = h->timing;
+    timing->params = static_cast<int64_t>(ps.size());
+    if (const char* k = std::getenv("PSTL_FAULT_KILL_IN_BACKWARD")) timing->kill_at = std::atoll(k);
+    for (auto& p : ps) {
+      auto acc = torch::autograd::impl::grad_accumulator(p);
+      acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [timing](const torch::autograd::variable_list& outputs,
+                   const torch::autograd::variable_list&) {
+            int64_t t = now_ns() - timing->start_ns.load();
+            int64_t prev = timing->last_ready_ns.load();
+            while (t > prev && !timing->last_ready_ns.compare_exchange_weak(prev, t)) {
+            }
+            if (timing->backwards == timing->kill_at && ++timing->ready * 2 >= timing->params) {
+              std::raise(SIGKILL);
+            }
+            return outputs;
+          }));
+    }
+    *out = h.release();
+  });
+}
+
+// Before a forward pass whose loss will be backpropagated: rebuild the buckets once
+// (after the first step, in the order gradients became ready; every rank agrees
+// through a broadcast) and arm the autograd hooks.
+int pstl_reducer_prepare(void* r, char** err) {
+  return guarded(err, [&] {
+    auto* h = static_cast<ReducerHandle*>(r);
+    h->reducer->rebuild_buckets();
+    h->reducer->prepare_for_forward();
+  });
+}
+
+// Just before backward: the Reducer expects hooks from now on.
+int pstl_reducer_before_backward(void* r, char** err) {
+  return guarded(err, [&] {
+    auto* h = static_cast<ReducerHandle*>(r);
+    h->timing->last_ready_ns = 0;
+    h->timing->ready = 0;
+    h->timing->backwards += 1;
+    h->timing->start_ns = now_ns();
+    h->reducer->prepare_for_backward({});
+  });
+}
+
+// After backward returned: nanoseconds from its start to the last gradient ready, and
+// to now (the difference is all-reduce time not hidden behind backward's compute).
+void pstl_reducer_after_backward(void* r, int64_t* compute_ns, int64_t* total_ns) {
+  auto* h = static_cast<ReducerHandle*>(r);
+  *total_ns = now_ns() - h->timing->start_ns.load();
+  *compute_ns = h->timing->last_ready_ns.load();
+}
+
+int64_t pstl_reducer_buckets(void* r) {
+  auto* h = static_cast<ReducerHandle*>(r);
+  return static_cast<int64_t>(h->reducer->get_grad_buckets(true).size());
+}
+
+void pstl_reducer_drop(void* r) {
+  auto* h = static_cast<ReducerHandle*>(r);
+  try {
+    h->reducer->remove_autograd_hooks();
+  } catch (...) {
+  }
+  delete h;
 }
 
 }  // extern "C"

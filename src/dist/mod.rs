@@ -7,6 +7,7 @@
 //! of hanging past the group's timeout.
 
 pub mod launch;
+pub mod reducer;
 pub mod sync_bn;
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -16,6 +17,7 @@ use thiserror::Error;
 use torch_sys::C_tensor;
 
 pub use launch::Launch;
+pub use reducer::{BackwardTiming, Reducer};
 
 /// A failed collective or group setup.
 #[derive(Debug, Error)]
@@ -54,6 +56,7 @@ extern "C" {
     ) -> c_int;
     fn pstl_dist_drop(g: *mut c_void);
     fn pstl_dist_has_nccl() -> c_int;
+    fn pstl_dist_bytes(g: *mut c_void, reduced: *mut i64, gathered: *mut i64);
     fn pstl_dist_probe(
         g: *mut c_void,
         wait_ms: i64,
@@ -192,6 +195,14 @@ impl ProcessGroup {
         } else {
             format!("rank(s) {list} did not respond (died or hung)")
         }
+    }
+
+    /// Bytes this process all-reduced and received from all-gathers so far (the
+    /// Reducer's gradient buckets not included).
+    pub fn bytes(&self) -> (i64, i64) {
+        let (mut reduced, mut gathered) = (0, 0);
+        unsafe { pstl_dist_bytes(self.ptr, &mut reduced, &mut gathered) };
+        (reduced, gathered)
     }
 
     /// In-place sum over ranks.
@@ -344,6 +355,11 @@ fn buckets(tensors: &[Tensor]) -> Vec<Vec<Tensor>> {
     out
 }
 
+/// Number of buckets [`ProcessGroup::average_gradients`] uses for `tensors`.
+pub fn bucket_count(tensors: &[Tensor]) -> usize {
+    buckets(tensors).len()
+}
+
 fn flatten(bucket: &[Tensor]) -> Tensor {
     let flat: Vec<Tensor> = bucket.iter().map(|t| t.reshape([-1])).collect();
     Tensor::cat(&flat, 0)
@@ -356,6 +372,35 @@ fn unflatten(flat: &Tensor, bucket: &[Tensor]) {
         let src = flat.narrow(0, off, n).view_as(t);
         t.shallow_clone().copy_(&src);
         off += n;
+    }
+}
+
+/// This rank's rows `[offset, offset + n)` of a global batch of `global` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// First row of this rank.
+    pub offset: usize,
+    /// Rows of the global batch.
+    pub global: usize,
+}
+
+impl Shard {
+    /// All `n` rows of a batch (one process).
+    pub fn whole(n: usize) -> Self {
+        Shard {
+            offset: 0,
+            global: n,
+        }
+    }
+
+    /// This shard's `n` entries of per-row draws `all` (one per global row); a single
+    /// draw (per batch) is every row's.
+    pub fn pick<'a, T>(&self, all: &'a [T], n: usize) -> &'a [T] {
+        if all.len() <= 1 {
+            all
+        } else {
+            &all[self.offset..self.offset + n]
+        }
     }
 }
 

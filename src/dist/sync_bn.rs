@@ -1,5 +1,6 @@
 //! Synchronised batch norm for the encoder (`pretrain.sync_bn`): batch statistics over
-//! the global batch, with gradients through them (c10d all-gather with autograd).
+//! the global batch, with gradients through them (c10d all-gather with autograd). The
+//! projector of a data-parallel run always uses it ([`global_batch_norm`]).
 //!
 //! The encoder calls [`batch_norm`] for each of its norms; while a [`SyncGuard`] is
 //! alive on the thread, training-mode norms use the group's statistics, otherwise the
@@ -62,7 +63,7 @@ pub fn batch_norm(x: &Tensor, bn: &nn::BatchNorm, train: bool) -> Tensor {
     let Some(pg) = group else {
         return x.apply_t(bn, train);
     };
-    match synced(x, bn, pg.as_deref()) {
+    match global_batch_norm(x, bn, pg.as_deref()) {
         Ok(y) => y,
         Err(err) => {
             ERROR.with(|e| {
@@ -73,7 +74,14 @@ pub fn batch_norm(x: &Tensor, bn: &nn::BatchNorm, train: bool) -> Tensor {
     }
 }
 
-fn synced(x: &Tensor, bn: &nn::BatchNorm, pg: Option<&ProcessGroup>) -> Result<Tensor, DistError> {
+/// Training-mode `bn` of `x` `(N, C, ...)` with the statistics of the global batch (every
+/// rank's rows; `None`: this process's), gradients through them, running statistics
+/// updated as libtorch does.
+pub fn global_batch_norm(
+    x: &Tensor,
+    bn: &nn::BatchNorm,
+    pg: Option<&ProcessGroup>,
+) -> Result<Tensor, DistError> {
     let c = x.size()[1];
     let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
     let mut shape = vec![1i64; x.dim()];

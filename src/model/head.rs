@@ -8,7 +8,19 @@
 
 use super::init;
 use super::precision;
+use crate::dist::sync_bn::global_batch_norm;
+use crate::dist::{DistError, ProcessGroup};
 use tch::{nn, Kind, Tensor};
+
+/// Where the projector's training-mode batch norms take their statistics.
+#[derive(Debug, Clone, Copy)]
+pub enum NormStats<'a> {
+    /// libtorch's batch norm over this process's rows.
+    Local,
+    /// The synchronised formula over the global batch (`None`: one process, its rows),
+    /// as a data-parallel run computes it.
+    Global(Option<&'a ProcessGroup>),
+}
 
 /// Projector + normaliser of the Barlow Twins head.
 #[derive(Debug)]
@@ -62,6 +74,22 @@ impl BtHead {
         precision::linear(&h, &self.l6, k)
             .to_kind(Kind::Float)
             .apply_t(&self.bn, train)
+    }
+
+    /// [`BtHead::embed`] in training mode with the norms' statistics from `stats`: on
+    /// one rank of a data-parallel run, this rank's rows normalised as the global batch.
+    pub fn embed_train(&self, f: &Tensor, stats: NormStats) -> Result<Tensor, DistError> {
+        let pg = match stats {
+            NormStats::Local => return Ok(self.embed(f, true)),
+            NormStats::Global(pg) => pg,
+        };
+        let k = self.compute;
+        let h = precision::linear(f, &self.l0, k);
+        let h = global_batch_norm(&h, &self.bn1, pg)?.relu();
+        let h = precision::linear(&h, &self.l3, k);
+        let h = global_batch_norm(&h, &self.bn4, pg)?.relu();
+        let z = precision::linear(&h, &self.l6, k).to_kind(Kind::Float);
+        global_batch_norm(&z, &self.bn, pg)
     }
 }
 

@@ -9,7 +9,7 @@ pub mod precision;
 pub mod stgcn;
 
 pub use graph::{part_set, Graph, Layout};
-pub use head::{bt_loss, bt_loss_direct, BtHead, BtLoss};
+pub use head::{bt_loss, bt_loss_direct, BtHead, BtLoss, NormStats};
 pub use precision::{LossScaler, Precision};
 pub use stgcn::{EncoderConfig, StGcn};
 

@@ -7,6 +7,7 @@
 //! Nothing in a step reads a value back to the host; losses are accumulated on the
 //! device and read only when a metrics row is logged.
 
+mod dp;
 pub mod keep;
 mod trainer;
 
@@ -430,7 +431,7 @@ impl Run<'_> {
         if let Some(pg) = &self.opts.dist {
             // No rank leaves (a launcher would kill the rest) before rank 0 has written.
             pg.barrier()?;
-            log_allreduce(pg, self.trainer.allreduce_seconds, self.start);
+            dp::log_dp(pg, &self.trainer.dp, self.cfg.pretrain.grad_sync);
         }
         let _ = std::io::stderr().flush();
         Ok(PretrainReport {
@@ -443,20 +444,6 @@ impl Run<'_> {
             interrupted: self.interrupted,
         })
     }
-}
-
-fn log_allreduce(pg: &ProcessGroup, seconds: f64, start: Instant) {
-    let total = start.elapsed().as_secs_f64();
-    tracing::info!(
-        allreduce_seconds = seconds,
-        "rank {}/{}: gradient all-reduce took {:.2} s of {:.1} s ({:.1}%), after backward \
-         (tch has no gradient hooks, so it does not overlap backward)",
-        pg.rank,
-        pg.world,
-        seconds,
-        total,
-        100.0 * seconds / total.max(1e-9)
-    );
 }
 
 fn log_epoch(epoch: usize, epochs: usize, loss: f64, lr: f64) {

@@ -3,11 +3,12 @@
 //! gradient averaging), the learning-rate schedule, and the checkpoint written and read
 //! for exact resume. The losses themselves are [`crate::method`].
 
+use super::dp::DpStats;
 use crate::checkpoint;
 use crate::config::{Config, Schedule};
 use crate::dist::sync_bn::SyncGuard;
-use crate::dist::ProcessGroup;
-use crate::method::{pstl_losses, pstl_losses_dp, Shard, StepLosses};
+use crate::dist::{ProcessGroup, Reducer};
+use crate::method::{pstl_losses, StepLosses};
 use crate::model::{Layout, LossScaler, Precision, Pstl};
 use crate::optim::{warmup_cosine, Adam};
 use crate::rng::{step_seed, PstlRng};
@@ -16,7 +17,6 @@ use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 use tch::{nn, Device, Tensor};
 
 /// The pretraining state.
@@ -39,8 +39,10 @@ pub struct Trainer {
     pub pg: Option<Arc<ProcessGroup>>,
     /// Loss scaler of `precision = "fp16"`.
     pub scaler: Option<LossScaler>,
-    /// Seconds spent averaging gradients over ranks (after backward: no overlap).
-    pub allreduce_seconds: f64,
+    /// Gradient averaging of a data-parallel run (DDP's Reducer, made on its first step).
+    pub(super) reducer: Option<Reducer>,
+    /// Communication figures of a data-parallel run.
+    pub dp: DpStats,
 }
 
 impl Trainer {
@@ -67,7 +69,8 @@ impl Trainer {
             step: 0,
             pg: None,
             scaler,
-            allreduce_seconds: 0.0,
+            reducer: None,
+            dp: DpStats::default(),
         }
     }
 
@@ -125,62 +128,24 @@ impl Trainer {
         PstlRng::seed_from_u64(seed)
     }
 
-    /// One data-parallel step on this rank's rows `x` of the global batch `shard`:
-    /// buffers from rank 0 (per-rank batch norm, as DDP), the losses of
-    /// [`pstl_losses_dp`](crate::method::pstl_losses_dp), gradients averaged over ranks. Without a process group, the
-    /// single-process [`Trainer::train_step`].
-    pub fn train_step_dp(&mut self, x: &Tensor, shard: Shard, lr: f64) -> Result<StepLosses> {
-        let Some(pg) = self.pg.clone() else {
-            return Ok(self.train_step(x, lr));
-        };
-        let seed = step_seed(self.cfg.run.seed, self.step);
-        // Dropout masks differ per rank as in DDP; the host draws of the views do not.
-        tch::manual_seed(seed.wrapping_add(pg.rank as u64) as i64);
-        let mut rng = PstlRng::seed_from_u64(seed);
-        let sync = self.cfg.pretrain.sync_bn;
-        if !sync {
-            pg.broadcast_all(&self.named(false))?;
-        }
-        let guard = sync.then(|| SyncGuard::new(Some(Arc::clone(&pg))));
-        let losses = pstl_losses_dp(
-            &self.model,
-            x,
-            shard,
-            &pg,
-            &self.cfg,
-            &self.layout,
-            &mut rng,
-        );
-        if let Some(g) = guard {
-            g.finish()?;
-        }
-        let losses = losses?;
-        self.adam.zero_grad();
-        let total = match &self.scaler {
-            None => losses.total.shallow_clone(),
-            Some(scaler) => &losses.total * scaler.scale,
-        };
-        total
-            .f_backward()
-            .with_context(|| format!("rank {}/{}: backward", pg.rank, pg.world))?;
-        let t0 = Instant::now();
-        pg.average_gradients(&self.named(true))?;
-        self.allreduce_seconds += t0.elapsed().as_secs_f64();
-        // Identical gradients on every rank now, so fp16's skip decision agrees.
-        self.optimizer_step(lr);
-        Ok(losses)
+    /// Trainable variables (`true`) or buffers (`false`), in name order.
+    pub(super) fn named(&self, trainable: bool) -> Vec<Tensor> {
+        self.named_pairs(trainable)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
-    /// Trainable variables (`true`) or buffers (`false`), in name order.
-    fn named(&self, trainable: bool) -> Vec<Tensor> {
-        let vars = self.vs.variables();
-        let mut names: Vec<&String> = vars
-            .iter()
+    /// [`Trainer::named`] with the names.
+    pub(super) fn named_pairs(&self, trainable: bool) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
             .filter(|(_, t)| t.requires_grad() == trainable)
-            .map(|(k, _)| k)
             .collect();
-        names.sort();
-        names.into_iter().map(|k| vars[k].shallow_clone()).collect()
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
     }
 
     /// Copy rank 0's parameters and buffers to every rank.

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod config;
 mod data;
+mod ddp;
 mod dist;
 mod ecosystem;
 mod eval;
