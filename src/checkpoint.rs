@@ -8,9 +8,11 @@
 //! and safetensors with official keys, with or without a module prefix.
 //!
 //! Every safetensors file written here carries tensor digests ([`digest`]); every read
-//! verifies them (a file without them loads, with a debug line).
+//! verifies them (a file without them loads, with a debug line). `.pt` exports and
+//! TorchScript exports ([`torchscript`]) carry them as an extra archive record.
 
 pub mod digest;
+pub mod torchscript;
 
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, View};

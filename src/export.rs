@@ -1,5 +1,6 @@
-//! Interop with Python teams: traced TorchScript modules (features or class logits),
-//! safetensors with the official PyTorch state_dict keys, and `pstl embed`.
+//! Interop with Python teams: traced TorchScript modules (features or class logits,
+//! with tensor digests as an extra file), safetensors with the official PyTorch
+//! state_dict keys, and `pstl embed`.
 //!
 //! Tracing fixes the frame count `T`, the person count `M` and the device of the
 //! example input; the batch dimension stays free. Export again with `--frames` /
@@ -58,10 +59,23 @@ pub fn export_torchscript(
     };
     let module = CModule::create_by_tracing("PstlEncoder", "forward", &[example], &mut f)
         .context("tracing the encoder")?;
+    let mut weights = crate::checkpoint::state_dict(&enc_vs, "", "", 0);
+    weights.extend(crate::checkpoint::state_dict(&fc_vs, "fc.", "fc.", 0));
     crate::io::atomic_write_with(out, |tmp| {
         module
             .save(tmp)
-            .with_context(|| format!("saving {}", tmp.display()))
+            .with_context(|| format!("saving {}", tmp.display()))?;
+        let start = std::time::Instant::now();
+        let r = crate::checkpoint::torchscript::add_digests(tmp, &weights)?;
+        tracing::debug!(
+            "{}: {} tensor digests ({} records named after a weight, {:.1} MiB) in {:.1} ms",
+            out.display(),
+            r.records,
+            r.named,
+            r.bytes as f64 / (1 << 20) as f64,
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(())
     })
 }
 

@@ -23,17 +23,22 @@
 //! Tensor data is always contiguous, C order, little-endian ([`PtTensor`]).
 //!
 //! This module holds the shared types (dtypes, tensors, errors); reading is in `read`,
-//! the meaning of torch's pickled globals in `objects`, writing in `write`.
+//! the meaning of torch's pickled globals in `objects`, writing in `write`; `script`
+//! reads the records of TorchScript archives, `append` adds records to them.
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+mod append;
 mod objects;
 mod read;
+mod script;
 mod write;
 
+pub use append::append_records;
 pub use read::read_state_dict;
+pub use script::{is_torchscript, read_script, Script};
 pub use write::{write_state_dict, write_state_dict_extra};
 
 /// Element type of a tensor (the dtypes a state_dict of this project can hold).

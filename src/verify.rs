@@ -3,7 +3,8 @@
 //! back (HDF5's Fletcher-32 checksums, where the store has them) and checked finite. A
 //! weight file's tensor digests are recomputed, its tensors checked finite, and, when
 //! it carries its config (pstl checkpoints and encoders), its keys and shapes loaded
-//! strictly into the model that config describes.
+//! strictly into the model that config describes. A TorchScript export's record
+//! digests are recomputed and the module loaded by libtorch.
 
 use crate::checkpoint::digest::Checked;
 use crate::config::Config;
@@ -26,7 +27,24 @@ pub fn verify_file(path: &Path) -> Result<String> {
     if n == 8 && magic == HDF5_MAGIC {
         return verify_store(path);
     }
+    if crate::checkpoint::torchscript::is_torchscript(path) {
+        return verify_torchscript(path);
+    }
     verify_weights(path)
+}
+
+/// A TorchScript module: its tensor records' digests, then a load by libtorch on CPU
+/// (its code compiles, its constants deserialise).
+fn verify_torchscript(path: &Path) -> Result<String> {
+    let digests = match crate::checkpoint::torchscript::verify(path)? {
+        Checked::Verified(n) => format!("{n} tensor digests verified"),
+        Checked::NoDigest => "no digests (not written by pstl, or by an older pstl)".into(),
+    };
+    tch::CModule::load_on_device(path, Device::Cpu)
+        .with_context(|| format!("{}: libtorch cannot load it", path.display()))?;
+    Ok(format!(
+        "TorchScript module, {digests}, loads in libtorch on CPU"
+    ))
 }
 
 /// A store: every sample of every split read back and checked finite.

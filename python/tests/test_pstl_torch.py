@@ -1,8 +1,10 @@
 """pstl_torch against the real pstl binary: every loader gives `pstl embed`'s features."""
 
 import json
+import re
 import subprocess
 import sys
+import zipfile
 
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import pstl_torch as pt
+from conftest import run_pstl
 
 TOL = 1e-4
 
@@ -159,6 +162,41 @@ def test_hub_with_classifier_matches_torchscript_logits(work):
     with torch.no_grad():
         logits = enc.classifier(enc(x)).numpy()
         assert_close(logits, traced(x).numpy())
+
+
+@pytest.mark.parametrize("name,hub", [("enc_ts.pt", "hub"), ("cls_ts.pt", "cls_hub")])
+def test_torchscript_export_carries_its_digest_record(work, name, hub):
+    """`torch.jit.load(_extra_files=...)` returns pstl's record: an xxh3-64 digest per
+    tensor record of the archive (what `pstl verify` recomputes) and, per record, the
+    weight whose bytes it holds; the module still gives the hub model's outputs."""
+    d = work["dir"]
+    path = d / name
+    extra = {"pstl_digests.json": ""}
+    traced = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+    record = json.loads(extra["pstl_digests.json"])
+    assert record["algo"] == "xxh3-64"
+    state = {k.removeprefix("encoder."): v
+             for k, v in load_file(str(d / hub / "model.safetensors")).items()}
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None
+        top = z.namelist()[0].split("/", 1)[0]
+        tensors = sorted(n.split("/", 1)[1] for n in z.namelist()
+                         if re.fullmatch(r"[^/]+/(constants|data)/[^/]+", n))
+        assert tensors and sorted(record["tensors"]) == tensors
+        assert all(re.fullmatch("[0-9a-f]{16}", h) for h in record["tensors"].values())
+        for rec, weight in record["names"].items():
+            want = state[weight].numpy()
+            got = np.frombuffer(z.read(f"{top}/{rec}"), dtype=want.dtype)
+            assert np.array_equal(got, want.ravel()), (rec, weight)
+    named = set(record["names"].values())
+    assert "data_bn.weight" in named and ("fc.weight" in named) == (hub == "cls_hub")
+    enc = pt.from_pretrained(d / hub)
+    x = torch.from_numpy(work["x"])
+    with torch.no_grad():
+        want = enc(x) if enc.classifier is None else enc.classifier(enc(x))
+        assert_close(traced(x).numpy(), want.numpy())
+    out = run_pstl("verify", path)
+    assert f"TorchScript module, {len(tensors)} tensor digests verified" in out.stdout
 
 
 def test_hub_card_shows_the_run_figures(work):

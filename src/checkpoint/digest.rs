@@ -16,7 +16,7 @@ pub const ALGO: &str = "xxh3-64";
 pub enum IntegrityError {
     /// A tensor's bytes hash to another value than the one recorded.
     #[error(
-        "{file}: tensor `{tensor}` does not match its recorded {ALGO} digest \
+        "{file}: tensor `{tensor}`{what} does not match its recorded {ALGO} digest \
          (recorded {recorded}, computed {computed}): the file is corrupt"
     )]
     Mismatch {
@@ -24,6 +24,8 @@ pub enum IntegrityError {
         file: PathBuf,
         /// The first tensor (in name order) that differs.
         tensor: String,
+        /// Said after the name: empty, or what the tensor holds (` (weight \`x\`)`).
+        what: String,
         /// Digest in the metadata.
         recorded: String,
         /// Digest of the bytes read.
@@ -104,6 +106,7 @@ pub fn verify<'a>(
             return Err(IntegrityError::Mismatch {
                 file: file.to_path_buf(),
                 tensor: name.to_string(),
+                what: String::new(),
                 recorded: want.to_string(),
                 computed,
             });

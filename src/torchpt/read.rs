@@ -19,17 +19,17 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, PtTensor)>, PtError> 
     archive.gather_tensors(views)
 }
 
-/// An open `torch.save` archive: the zip and its top folder.
-struct Archive<'p> {
+/// An open `torch.save` (or TorchScript) archive: the zip and its top folder.
+pub(super) struct Archive<'p> {
     path: &'p Path,
     zip: zip::ZipArchive<BufReader<File>>,
     /// The archive's top folder (the first record's), e.g. `archive`.
-    prefix: String,
+    pub(super) prefix: String,
 }
 
 impl<'p> Archive<'p> {
     /// Opens `path`, checks that it is a zip archive and finds its top folder.
-    fn open(path: &'p Path) -> Result<Self, PtError> {
+    pub(super) fn open(path: &'p Path) -> Result<Self, PtError> {
         let mut file = File::open(path).map_err(|source| PtError::Io {
             path: path.to_path_buf(),
             what: "cannot open",
@@ -150,8 +150,21 @@ impl<'p> Archive<'p> {
         Ok(bytes)
     }
 
+    /// The names of the records under the top folder, relative to it, sorted.
+    pub(super) fn names(&self) -> Vec<String> {
+        let top = format!("{}/", self.prefix);
+        let mut names: Vec<String> = self
+            .zip
+            .file_names()
+            .filter_map(|n| n.strip_prefix(&top))
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The bytes of zip record `name`, `None` when the archive has no such record.
-    fn record(&mut self, name: &str) -> Result<Option<Vec<u8>>, PtError> {
+    pub(super) fn record(&mut self, name: &str) -> Result<Option<Vec<u8>>, PtError> {
         let path = self.path;
         let mut entry = match self.zip.by_name(name) {
             Ok(e) => e,

@@ -92,25 +92,14 @@ fn write_zip_atomic(path: &Path, records: &[(String, &[u8])]) -> Result<(), PtEr
             source,
         }
     };
-    let zip_err = |e: zip::result::ZipError| match e {
-        zip::result::ZipError::Io(e) => io_err("cannot write")(e),
-        e => invalid(path, format!("cannot write the zip: {e}")),
-    };
+    let zip_err = |e| zip_error(path, e);
     let tmp = crate::io::temp_beside(path).map_err(|e| PtError::Io {
         path: path.to_path_buf(),
         what: "cannot create a temporary file next to it",
         source: io::Error::other(format!("{e:#}")),
     })?;
     let mut zip = zip::ZipWriter::new(BufWriter::new(tmp.as_file()));
-    let opts = zip::write::FileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .large_file(false);
-    for (name, data) in records {
-        // Record data 64-byte aligned (torch mmaps storages), as torch's own writer does.
-        zip.start_file_aligned(name.as_str(), opts, ZIP_ALIGN)
-            .map_err(zip_err)?;
-        zip.write_all(data).map_err(io_err("cannot write"))?;
-    }
+    write_aligned(&mut zip, records, path)?;
     let w = zip.finish().map_err(zip_err)?;
     w.into_inner()
         .map_err(|e| io_err("cannot write")(e.into_error()))?
@@ -120,6 +109,40 @@ fn write_zip_atomic(path: &Path, records: &[(String, &[u8])]) -> Result<(), PtEr
     tmp.persist(path)
         .map_err(|e| io_err("cannot rename the temporary file onto it")(e.error))?;
     Ok(())
+}
+
+/// Writes each record as a stored entry whose data starts at a multiple of
+/// [`ZIP_ALIGN`] (torch mmaps storages), as torch's own writer does.
+pub(super) fn write_aligned<W: Write + io::Seek>(
+    zip: &mut zip::ZipWriter<W>,
+    records: &[(String, &[u8])],
+    path: &Path,
+) -> Result<(), PtError> {
+    let opts = zip::write::FileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
+    for (name, data) in records {
+        zip.start_file_aligned(name.as_str(), opts, ZIP_ALIGN)
+            .map_err(|e| zip_error(path, e))?;
+        zip.write_all(data).map_err(|source| PtError::Io {
+            path: path.to_path_buf(),
+            what: "cannot write",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A zip writer's error as a [`PtError`] naming `path`.
+fn zip_error(path: &Path, e: zip::result::ZipError) -> PtError {
+    match e {
+        zip::result::ZipError::Io(source) => PtError::Io {
+            path: path.to_path_buf(),
+            what: "cannot write",
+            source,
+        },
+        e => invalid(path, format!("cannot write the zip: {e}")),
+    }
 }
 
 /// C-contiguous strides in elements (as torch computes them: size-0 dims count as 1).

@@ -1,7 +1,9 @@
 //! Integrity of what pstl writes: every checkpoint, encoder and export carries tensor
 //! digests and every load verifies them (a flipped exponent bit is named: file and
 //! tensor); a run keeps its last `pretrain.keep_checkpoints` checkpoints and resumes
-//! from the newest that verifies, at the weights of an uninterrupted run; `pstl verify`.
+//! from the newest that verifies, at the weights of an uninterrupted run; `pstl verify`;
+//! TorchScript exports carry digests of their tensor records (appended to the archive
+//! libtorch wrote, which stays byte for byte).
 
 use crate::common::{max_abs, pstl_bin, tiny_overrides, tiny_store};
 use pstl::rundir::read_metrics;
@@ -332,4 +334,206 @@ fn a_flipped_bit_in_a_store_is_named_by_store_split_and_sample() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains(want) && t.contains("Fletcher-32"), "{t}");
     assert!(!dir.path().join("s/metrics.csv").exists());
+}
+
+/// CRC-32 (IEEE, as zip uses), bit by bit: small and independent of the code under test.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// Flip bit 29 of the first float32 of zip record `record` (an exponent bit, as in
+/// [`flip_exponent_bit`]); with `fix_crc`, write the record's new CRC-32 where the
+/// archive keeps it (central directory; data descriptor when the local header announces
+/// one), so that the zip stays valid and only a digest can tell.
+fn flip_in_record(path: &Path, record: &str, fix_crc: bool) {
+    let (start, len, local, central) = {
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+        let f = zip.by_name(record).unwrap();
+        assert_eq!(f.compression(), zip::CompressionMethod::Stored);
+        let at = |v: u64| v as usize;
+        (
+            at(f.data_start()),
+            at(f.size()),
+            at(f.header_start()),
+            at(f.central_header_start()),
+        )
+    };
+    let mut bytes = std::fs::read(path).unwrap();
+    let before = f32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
+    bytes[start + 3] ^= 0x20;
+    let after = f32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
+    assert!(after.is_finite() && after != before, "{before} -> {after}");
+    if !fix_crc {
+        std::fs::write(path, bytes).unwrap();
+        return;
+    }
+    let crc = crc32(&bytes[start..start + len]).to_le_bytes();
+    bytes[central + 16..central + 20].copy_from_slice(&crc);
+    if u16::from_le_bytes([bytes[local + 6], bytes[local + 7]]) & 0x8 != 0 {
+        let mut d = start + len;
+        if bytes[d..d + 4] == [b'P', b'K', 7, 8] {
+            d += 4;
+        }
+        bytes[d..d + 4].copy_from_slice(&crc);
+    } else {
+        bytes[local + 14..local + 18].copy_from_slice(&crc);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The digest record of a TorchScript export, and its archive's top folder.
+fn script_record(path: &Path) -> (serde_json::Value, String) {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let top = zip
+        .by_index(0)
+        .unwrap()
+        .name()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let f = zip
+        .by_name(&format!("{top}/extra/pstl_digests.json"))
+        .unwrap();
+    (serde_json::from_reader(f).unwrap(), top)
+}
+
+/// `x.matmul(w)` traced by tch, saved as libtorch saves it (no digest record).
+fn traced_matmul(w: &tch::Tensor, path: &Path) -> tch::CModule {
+    let mut f = |x: &[tch::Tensor]| vec![x[0].matmul(w)];
+    let x = tch::Tensor::ones([2, w.size()[0]], tch::kind::FLOAT_CPU);
+    let m = tch::CModule::create_by_tracing("M", "forward", &[x], &mut f).unwrap();
+    m.save(path).unwrap();
+    m
+}
+
+#[test]
+fn torchscript_exports_carry_digests_and_verify_names_a_flipped_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ts = dir.path().join("enc_ts.pt");
+    let golden = crate::common::golden_path();
+    let export = [
+        "export",
+        "--checkpoint",
+        golden.to_str().unwrap(),
+        "--torchscript",
+    ];
+    ok(pstl(
+        &[&export[..], &[ts.to_str().unwrap(), "--device", "cpu"]].concat(),
+        &[],
+    ));
+    // A TorchScript file without the record verifies too.
+    let plain = dir.path().join("plain.pt");
+    traced_matmul(&tch::Tensor::ones([3, 2], tch::kind::FLOAT_CPU), &plain);
+    let t = ok(pstl(
+        &["verify", ts.to_str().unwrap(), plain.to_str().unwrap()],
+        &[],
+    ));
+    let (record, top) = script_record(&ts);
+    let n = record["tensors"].as_object().unwrap().len();
+    let want = format!("enc_ts.pt: TorchScript module, {n} tensor digests verified");
+    assert!(t.contains(&want), "{t}");
+    assert!(
+        t.contains("plain.pt: TorchScript module, no digests"),
+        "{t}"
+    );
+
+    // The record holding st_gcn_networks.9.tcn.2.weight gets a flipped bit, once with
+    // the zip's CRC-32 rewritten to match and once without.
+    let weight = TENSOR.trim_start_matches("encoder.");
+    let names = record["names"].as_object().unwrap();
+    let rec = names
+        .iter()
+        .find(|(_, w)| w.as_str() == Some(weight))
+        .map(|(r, _)| r.clone())
+        .unwrap_or_else(|| panic!("no record named {weight}: {names:?}"));
+    let (bad, crc) = (dir.path().join("bad_ts.pt"), dir.path().join("crc_ts.pt"));
+    for (p, fix_crc) in [(&bad, true), (&crc, false)] {
+        std::fs::copy(&ts, p).unwrap();
+        flip_in_record(p, &format!("{top}/{rec}"), fix_crc);
+    }
+    // libtorch loads and runs the corrupt module without complaint.
+    let m = tch::CModule::load(&bad).unwrap();
+    let x = tch::Tensor::randn([2, 3, 50, 25, 2], tch::kind::FLOAT_CPU);
+    assert!(tch::no_grad(|| m.forward_ts(&[x])).is_ok());
+    let paths = [&ts, &bad, &crc].map(|p| p.to_str().unwrap());
+    let out = pstl(&[&["verify"], &paths[..]].concat(), &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let line = |f: &str| t.lines().find(|l| l.contains(f)).unwrap_or_default();
+    let named =
+        format!("tensor `{rec}` (weight `{weight}`) does not match its recorded xxh3-64 digest");
+    assert!(
+        line("bad_ts.pt").starts_with("FAIL") && line("bad_ts.pt").contains(&named),
+        "{t}"
+    );
+    // Left with its old CRC-32, the record fails the zip's own check first.
+    let crc_error = format!("/{rec}': Invalid checksum");
+    assert!(
+        line("crc_ts.pt").starts_with("FAIL") && line("crc_ts.pt").contains(&crc_error),
+        "{t}"
+    );
+    assert!(t.contains("2 of 3 file(s) failed verification"), "{t}");
+}
+
+#[test]
+fn digest_record_is_appended_without_touching_the_archive_libtorch_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.pt");
+    let w = tch::Tensor::randn([4, 4], tch::kind::FLOAT_CPU);
+    let m = traced_matmul(&w, &path);
+    let before = std::fs::read(&path).unwrap();
+    // libtorch's central directory: from the first central header to the end records.
+    let find = |b: &[u8], pat: &[u8], from: usize| {
+        b[from..]
+            .windows(pat.len())
+            .position(|s| s == pat)
+            .map(|i| i + from)
+    };
+    let cd = find(&before, b"PK\x01\x02", 0).unwrap();
+    let end = find(&before, b"PK\x06\x06", cd)
+        .or_else(|| find(&before, b"PK\x05\x06", cd))
+        .unwrap();
+    let r = pstl::checkpoint::torchscript::add_digests(&path, &[("w".into(), w.shallow_clone())])
+        .unwrap();
+    assert_eq!((r.records, r.named), (1, 1));
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(
+        after[..cd],
+        before[..cd],
+        "bytes before the central directory changed"
+    );
+    assert!(
+        find(&after, &before[cd..end], cd).is_some(),
+        "libtorch's central directory is not kept byte for byte"
+    );
+    // Still a module libtorch loads, with its record 64-byte aligned.
+    let m2 = tch::CModule::load(&path).unwrap();
+    let x = tch::Tensor::randn([3, 4], tch::kind::FLOAT_CPU);
+    let (a, b) = tch::no_grad(|| {
+        (
+            m.forward_ts(&[x.shallow_clone()]).unwrap(),
+            m2.forward_ts(&[x.shallow_clone()]).unwrap(),
+        )
+    });
+    assert_eq!(max_abs(&a, &b), 0.0);
+    let (record, top) = script_record(&path);
+    assert_eq!(record["names"]["constants/0"], "w", "{record}");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let f = zip
+        .by_name(&format!("{top}/extra/pstl_digests.json"))
+        .unwrap();
+    assert_eq!(f.data_start() % 64, 0);
+    assert!(pstl::checkpoint::torchscript::verify(&path).is_ok());
 }
