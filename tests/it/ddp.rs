@@ -5,7 +5,7 @@
 //! Reducer's asynchronous all-reduce waits for it) ends the job with an error naming it.
 
 use crate::common::max_abs;
-use crate::dist::{cmd, cmd_threads, ok, ranks, spawn_ranks, tensors, text};
+use crate::dist::{cmd, cmd_threads, ok, ranks, spawn_ranks, tensors, text, UNTIL_KILLED};
 use pstl::rundir::read_metrics;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -234,16 +234,8 @@ fn a_rank_killed_during_backward_ends_the_job_with_an_error_naming_it() {
     // Per-rank norms: the encoder's backward has no collective of its own, so rank 0
     // finishes it and waits in the Reducer's asynchronous all-reduce for rank 1, which
     // kills itself (SIGKILL) in its third backward once half its gradients are ready.
-    let args = [
-        "--set",
-        "pretrain.batch_size=8",
-        "--set",
-        "pretrain.epochs=50",
-        "--set",
-        "pretrain.dist_timeout_s=20",
-    ];
     let mut children = spawn_ranks(2, |r| {
-        let mut c: Command = cmd(&store, dir.path(), "killed", &args);
+        let mut c: Command = cmd(&store, dir.path(), "killed", &UNTIL_KILLED);
         if r == 1 {
             c.env("PSTL_FAULT_KILL_IN_BACKWARD", "3");
         }

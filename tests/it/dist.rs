@@ -94,6 +94,16 @@ pub(crate) const TIMED_CHECKPOINTS: [&str; 6] = [
     "pretrain.checkpoint_minutes=0.002",
 ];
 
+/// A run long enough to be killed in (50 epochs at batch 8), with a 20 s timeout.
+pub(crate) const UNTIL_KILLED: [&str; 6] = [
+    "--set",
+    "pretrain.batch_size=8",
+    "--set",
+    "pretrain.epochs=50",
+    "--set",
+    "pretrain.dist_timeout_s=20",
+];
+
 pub(crate) fn ranks(world: usize, mk: impl Fn() -> Command) -> Vec<Output> {
     spawn_ranks(world, |_| mk())
         .into_iter()
@@ -186,27 +196,15 @@ fn a_killed_rank_ends_the_job_with_an_error_naming_it() {
     let store = tiny_store(dir.path(), 4, 16, 2);
     let port = free_port().to_string();
     let spawn = |r: &str| {
-        cmd(
-            &store,
-            dir.path(),
-            "killed",
-            &[
-                "--set",
-                "pretrain.batch_size=8",
-                "--set",
-                "pretrain.epochs=50",
-                "--set",
-                "pretrain.dist_timeout_s=20",
-            ],
-        )
-        .env("RANK", r)
-        .env("WORLD_SIZE", "2")
-        .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", &port)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        cmd(&store, dir.path(), "killed", &UNTIL_KILLED)
+            .env("RANK", r)
+            .env("WORLD_SIZE", "2")
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", &port)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     let r0 = spawn("0");
     let mut r1 = spawn("1");
