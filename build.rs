@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/dist/bridge.cpp");
+    println!("cargo:rerun-if-changed=src/model/backend.cpp");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=NCCL_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
@@ -63,6 +64,7 @@ fn build_bridge(lib: &Path, cuda: bool) {
     let mut b = cc::Build::new();
     b.cpp(true)
         .file("src/dist/bridge.cpp")
+        .file("src/model/backend.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .include(&gloo)

@@ -21,6 +21,7 @@ final `RESULT samples_per_s=...` line.
 
 import argparse
 import math
+import os
 import random
 import resource
 import sys
@@ -257,6 +258,9 @@ def timing(args):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
+    # PSTL_TF32_MATMUL=1: TF32 for cuBLAS fp32 matmuls, as pstl's switch of that name
+    # (PyTorch's default, like pstl's, is off; cuDNN convolutions use TF32 in both).
+    torch.backends.cuda.matmul.allow_tf32 = os.environ.get("PSTL_TF32_MATMUL") == "1"
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     model = Pstl(model_state(state), args.dropout, float(meta["lambda"])).to(device)
