@@ -19,6 +19,13 @@ if [ $# -ne 3 ] || [ ! -x "$1" ]; then
 fi
 bin=$1 out=$2 torch_lib=$3
 patchelf=${PATCHELF:-patchelf}
+# The GPU check's NCCL run needs the bridge's NCCL part (built only where nccl.h and
+# the CUDA runtime headers were found: see build.rs).
+if ! nm "$bin" 2>/dev/null | grep ProcessGroupNCCL >/dev/null; then
+  echo "error: $bin was built without NCCL (no ProcessGroupNCCL symbol): give the build" >&2
+  echo "  nccl.h and the CUDA runtime headers (NCCL_INCLUDE_DIR, CUDA_HOME; see build.rs)" >&2
+  exit 1
+fi
 rm -rf "$out"
 mkdir -p "$out/lib" "$out/scripts" "$out/benches" "$out/py"
 cp "$bin" "$out/pstl"
@@ -33,7 +40,7 @@ ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name 
   chmod u+w "$out/lib/$name"
   "$patchelf" --force-rpath --set-rpath '$ORIGIN' "$out/lib/$name"
 done
-if ldd "$bin" | grep -q 'not found'; then
+if ldd "$bin" | grep 'not found' >/dev/null; then
   echo "error: $bin has unresolved libraries here:" >&2
   ldd "$bin" | grep 'not found' >&2
   exit 1

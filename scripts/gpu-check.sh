@@ -77,7 +77,7 @@ sec_env() {
   "$BIN" --version
   readelf -d "$BIN" 2>/dev/null | grep -E 'R(UN)?PATH' || true
   ldd "$BIN" | grep -E 'torch|hdf5|not found' || true
-  ! ldd "$BIN" | grep -q 'not found' || { echo "libraries missing (above)"; return 1; }
+  ! ldd "$BIN" | grep 'not found' >/dev/null || { echo "libraries missing (above)"; return 1; }
   "$PY" -c 'import torch, safetensors; print("python torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
 }
 
