@@ -288,6 +288,18 @@ impl StGcn {
     /// Encode `x` `(N, C, T, V, M)`, removing the joints in `drop` (duplicates allowed)
     /// from the input after `data_bn` and from every adjacency, as CSM does.
     pub fn forward_drop(&self, x: &Tensor, drop: &[usize], train: bool) -> Tensor {
+        self.forward_drop_probed(x, drop, train, &mut |_| {})
+    }
+
+    /// [`Self::forward_drop`], calling `probe(0)` before the first block and
+    /// `probe(i + 1)` after block `i` (`pstl bench --phases` times the blocks).
+    pub fn forward_drop_probed(
+        &self,
+        x: &Tensor,
+        drop: &[usize],
+        train: bool,
+        probe: &mut dyn FnMut(usize),
+    ) -> Tensor {
         let (_n, c, t, v, m) = x.size5().expect("encoder input must be (N, C, T, V, M)");
         assert_eq!(
             v, self.num_joints,
@@ -310,8 +322,15 @@ impl StGcn {
         if let Some(idx) = &keep {
             x = x.index_select(3, idx);
         }
-        for (block, a) in self.blocks.iter().zip(self.adjacencies(keep.as_ref())) {
+        probe(0);
+        for (i, (block, a)) in self
+            .blocks
+            .iter()
+            .zip(self.adjacencies(keep.as_ref()))
+            .enumerate()
+        {
             x = block.forward(&x, &a, train);
+            probe(i + 1);
         }
         // Global average over (T, V), then mean over persons.
         let f = x.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
