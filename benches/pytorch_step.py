@@ -21,6 +21,7 @@ final `RESULT samples_per_s=...` line.
 
 import argparse
 import math
+import os
 import random
 import resource
 import sys
@@ -257,6 +258,9 @@ def timing(args):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
+    # PSTL_TF32_MATMUL=1: TF32 for cuBLAS fp32 matmuls, as pstl's switch of that name
+    # (PyTorch's default, like pstl's, is off; cuDNN convolutions use TF32 in both).
+    torch.backends.cuda.matmul.allow_tf32 = os.environ.get("PSTL_TF32_MATMUL") == "1"
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     model = Pstl(model_state(state), args.dropout, float(meta["lambda"])).to(device)
@@ -309,7 +313,57 @@ def timing(args):
     else:
         print(f"pytorch: memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB peak RSS")
     print(f"RESULT samples_per_s={n * b / secs:.4f}")
+    if args.profile:
+        profile(model, opt, x, autocast, device, min(n, 5))
     return 0
+
+
+# Kernel (CUDA) or operator (CPU) name -> family; the first match wins.
+FAMILIES = [
+    ("batch norm", ("batch_norm", "batchnorm", "bn_fw", "bn_bw", "native_batch_norm")),
+    ("convolution", ("conv", "cudnn", "implicit_gemm", "winograd", "xmma_fprop", "xmma_dgrad", "xmma_wgrad")),
+    ("matmul", ("gemm", "matmul", "addmm", "bmm", "aten::mm", "cublas", "cutlass", "einsum")),
+    ("optimizer", ("foreach", "multi_tensor", "adam")),
+    ("reductions", ("reduce", "sum", "mean")),
+    ("copies and indexing", ("copy", "index", "gather", "scatter", "cat", "transpose", "permute")),
+    ("elementwise", ("elementwise", "vectorized", "unrolled", "relu", "threshold", "clamp", "mul", "add", "div")),
+]
+
+
+def family(name):
+    low = name.lower()
+    for fam, keys in FAMILIES:
+        if any(k in low for k in keys):
+            return fam
+    return "other"
+
+
+def profile(model, opt, x, autocast, device, steps):
+    """`steps` more steps under torch.profiler; device time by kernel family (CUDA),
+    or operator self time by family (CPU)."""
+    from torch.profiler import ProfilerActivity, profile as prof_ctx
+
+    cuda = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with prof_ctx(activities=acts) as prof:
+        for _ in range(steps):
+            v = views(x)
+            with autocast:
+                loss = step_loss(model, *v)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sync(device)
+    fams = {}
+    for e in prof.key_averages():
+        us = e.self_device_time_total if cuda else e.self_cpu_time_total
+        if us > 0 and (not cuda or e.device_type == torch.autograd.DeviceType.CUDA):
+            fams[family(e.key)] = fams.get(family(e.key), 0.0) + us / 1e3 / steps
+    total = sum(fams.values())
+    what = "CUDA kernel time" if cuda else "operator self CPU time"
+    print(f"KERNELS total {total:.2f} ms/step of {what} over {steps} profiled steps")
+    for fam, ms in sorted(fams.items(), key=lambda kv: -kv[1]):
+        print(f"KERNEL {fam:<22} {ms:9.2f} ms {100 * ms / max(total, 1e-12):5.1f} %")
 
 
 def peak(args):
@@ -369,6 +423,8 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--rtol-after", type=float, default=1e-3)
+    p.add_argument("--profile", action="store_true",
+                   help="after the timing, profile a few steps: time by kernel family")
     p.add_argument("--peak", action="store_true",
                    help="time a large matmul and the largest convolution (the machine's limits)")
     args = p.parse_args()

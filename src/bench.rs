@@ -13,6 +13,11 @@ use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+mod kernels;
+mod phases;
+pub use kernels::{family, kernels, KernelReport};
+pub use phases::{epoch, phases, EpochReport, PhaseReport};
+
 /// Multiply-adds x 2 of one encoder forward on `(n, c, t, v, m)`: 1x1 graph
 /// convolutions, the `A` aggregation, temporal convolutions and residual convolutions.
 pub fn encoder_flops(cfg: &EncoderConfig, n: i64, t: i64, v: i64, m: i64) -> f64 {

@@ -479,6 +479,18 @@ pub struct BenchArgs {
     /// Epochs per loader measurement.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
+    /// Time the step by phase instead: views, each encoder block, pooling, projector,
+    /// losses, backward, optimizer (synchronised at each boundary).
+    #[arg(long, conflicts_with_all = ["loader", "epoch", "kernels"])]
+    pub phases: bool,
+    /// Profile `--steps` steps instead (libtorch's Kineto profiler): time by kernel
+    /// family (CUDA kernel time; CPU operator self time on CPU).
+    #[arg(long, conflicts_with_all = ["loader", "epoch"])]
+    pub kernels: bool,
+    /// Train one epoch of `data.path` through the loader instead (after `--warmup`
+    /// batches): samples/s and the share of time spent waiting for the loader.
+    #[arg(long, conflicts_with = "loader")]
+    pub epoch: bool,
 }
 
 /// Resolve a config with the global overrides applied; a bad value names the option

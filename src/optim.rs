@@ -69,18 +69,13 @@ impl Adam {
         }
     }
 
-    /// Clear the gradients of all parameters.
+    /// Clear the gradients of all parameters: drop them, as PyTorch's
+    /// `zero_grad(set_to_none=True)` (its default), so that backward stores each
+    /// gradient instead of zeroing and adding to it. A parameter without a gradient
+    /// is skipped by [`Adam::step`], as `torch.optim.Adam` skips it.
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                // A gradient that is a view into a data-parallel bucket has no graph to
-                // detach from (and a view cannot be detached in place).
-                if g.requires_grad() {
-                    let _ = g.detach_();
-                }
-                let _ = g.zero_();
-            }
+        for (_, p) in &self.params {
+            crate::model::backend::clear_grad(p);
         }
     }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 /// `pstl bench --config C [--steps N] [--dump F] [--loader]`.
 pub fn run(a: BenchArgs, g: &GlobalOpts) -> Result<()> {
-    if a.steps == 0 && a.dump.is_none() && !a.loader {
+    if a.steps == 0 && a.dump.is_none() && !a.loader && !a.epoch {
         bail!("--steps 0: must be at least 1 (0 only with --dump)");
     }
     let cfg = crate::cli::resolve_config(&a.cfg, g)?;
@@ -39,6 +39,15 @@ fn bench(cfg: &Config, device: tch::Device, a: &BenchArgs, g: &GlobalOpts) -> Re
             );
         }
         return Ok(());
+    }
+    if a.epoch {
+        return epoch(cfg, device, a, g);
+    }
+    if a.phases {
+        return phases(cfg, device, a, g);
+    }
+    if a.kernels {
+        return kernels(cfg, device, a, g);
     }
     if let Some(path) = &a.dump {
         let (before, after) = crate::bench::dump_step(cfg, device, path)?;
@@ -93,6 +102,105 @@ fn bench(cfg: &Config, device: tch::Device, a: &BenchArgs, g: &GlobalOpts) -> Re
         );
         println!("bench: memory: {mem}");
         println!("RESULT samples_per_s={:.4}", r.samples_per_s());
+    }
+    Ok(())
+}
+
+/// `--phases`: ms per step of each phase, and the allocator's (or the process's) peak.
+fn phases(cfg: &Config, device: tch::Device, a: &BenchArgs, g: &GlobalOpts) -> Result<()> {
+    let r = crate::bench::phases(cfg, device, a.steps, a.warmup)?;
+    let total = r.total_ms();
+    let text = format!(
+        "bench: phases of {} steps of batch {} on {} ({}): {:.1} ms/step in all",
+        r.steps,
+        cfg.pretrain.batch_size,
+        device_name(device),
+        cfg.pretrain.precision.name(),
+        total
+    );
+    let peak = crate::bench::cuda_peak_bytes(device).or_else(crate::bench::peak_rss_bytes);
+    let v = json!({
+        "command": "bench", "mode": "phases", "steps": r.steps, "device": device_name(device),
+        "batch_size": cfg.pretrain.batch_size, "precision": cfg.pretrain.precision.name(),
+        "total_ms": total, "peak_bytes": peak,
+        "phases_ms": r.phases.iter().map(|(n, ms)| json!({"phase": n, "ms": ms})).collect::<Vec<_>>(),
+    });
+    print_summary(g, &text, v);
+    if !g.json {
+        for (name, ms) in &r.phases {
+            println!(
+                "PHASE {name:<36} {ms:9.2} ms {:5.1} %",
+                100.0 * ms / total.max(1e-12)
+            );
+        }
+        if let Some(b) = peak {
+            println!("bench: peak memory {:.0} MiB", b as f64 / 1048576.0);
+        }
+    }
+    Ok(())
+}
+
+/// `--epoch`: one epoch through the loader and the step.
+fn epoch(cfg: &Config, device: tch::Device, a: &BenchArgs, g: &GlobalOpts) -> Result<()> {
+    let r = crate::bench::epoch(cfg, device, a.warmup)?;
+    let text = format!(
+        "bench: one epoch of {} ({} samples, {} steps of batch {}) on {} ({}): {:.2} s, {:.1} samples/s, {:.1} % waiting for the loader (last loss {:.3})",
+        cfg.data.path.display(),
+        r.samples,
+        r.steps,
+        cfg.pretrain.batch_size,
+        device_name(device),
+        cfg.pretrain.precision.name(),
+        r.seconds,
+        r.samples_per_s(),
+        100.0 * r.wait_share(),
+        r.last_loss
+    );
+    let v = json!({
+        "command": "bench", "mode": "epoch", "samples": r.samples, "steps": r.steps,
+        "device": device_name(device), "precision": cfg.pretrain.precision.name(),
+        "seconds": r.seconds, "samples_per_sec": r.samples_per_s(),
+        "loader_wait_seconds": r.wait_seconds, "loader_wait_share": r.wait_share(),
+        "last_loss": r.last_loss,
+    });
+    print_summary(g, &text, v);
+    if !g.json {
+        println!("RESULT samples_per_s={:.4}", r.samples_per_s());
+    }
+    Ok(())
+}
+
+/// `--kernels`: ms per step by kernel family.
+fn kernels(cfg: &Config, device: tch::Device, a: &BenchArgs, g: &GlobalOpts) -> Result<()> {
+    let r = crate::bench::kernels(cfg, device, a.steps, a.warmup)?;
+    let total: f64 = r.families.iter().map(|(_, ms)| ms).sum();
+    let text = format!(
+        "bench: {} by kernel family over {} profiled steps of batch {} on {} ({}): {:.2} ms/step",
+        r.what,
+        r.steps,
+        cfg.pretrain.batch_size,
+        device_name(device),
+        cfg.pretrain.precision.name(),
+        total
+    );
+    let v = json!({
+        "command": "bench", "mode": "kernels", "steps": r.steps, "device": device_name(device),
+        "precision": cfg.pretrain.precision.name(), "what": r.what, "total_ms": total,
+        "families_ms": r.families.iter().map(|(f, ms)| json!({"family": f, "ms": ms})).collect::<Vec<_>>(),
+    });
+    print_summary(g, &text, v);
+    if !g.json {
+        println!("KERNELS total {total:.2} ms/step of {}", r.what);
+        for (fam, ms) in &r.families {
+            println!(
+                "KERNEL {fam:<22} {ms:9.2} ms {:5.1} %",
+                100.0 * ms / total.max(1e-12)
+            );
+        }
+        for (name, ms) in &r.top {
+            let short: String = name.chars().take(100).collect();
+            println!("TOP {ms:9.2} ms [{}] {short}", crate::bench::family(name));
+        }
     }
     Ok(())
 }

@@ -48,5 +48,6 @@ pub fn setup_device(cfg: &Config) -> Result<tch::Device> {
     if device == tch::Device::Cpu {
         crate::device::keep_freed_memory();
     }
+    crate::model::backend::apply_env(device)?;
     Ok(device)
 }

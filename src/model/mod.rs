@@ -1,6 +1,7 @@
 //! The PSTL model (paper §3): skeleton graph, ST-GCN encoder, Barlow Twins head and
 //! loss, and the pretraining model that ties them together.
 
+pub mod backend;
 pub mod dropout;
 pub mod graph;
 pub mod head;

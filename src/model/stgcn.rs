@@ -155,7 +155,7 @@ impl StGcnBlock {
         let k = a.size()[0];
         let cout = self.out_channels;
         let kind = self.compute;
-        let a = a.to_kind(kind);
+        let a = a.to_kind(kind); // no copy: the encoder passes `a` in `kind` already
         if cin >= cout {
             let y = precision::conv2d(x, &self.gcn, [1, 1], [0, 0], kind).view([-1, k, cout, t, v]);
             return Tensor::einsum("nkctv,kvw->nctw", &[y, a], None::<i64>);
@@ -191,6 +191,8 @@ impl StGcnBlock {
     }
 
     /// `x`: `(N, C, T, V)`; `a`: `(K, V, V)` already multiplied by edge importance.
+    /// The ReLUs run in place on tensors that no backward formula needs (a batch
+    /// norm's or an addition's output), which saves an allocation each.
     pub fn forward(&self, x: &Tensor, a: &Tensor, train: bool) -> Tensor {
         let res = match &self.residual {
             Residual::None => None,
@@ -203,7 +205,7 @@ impl StGcnBlock {
         };
         let y = self.graph_conv(x, a);
         let y = precision::conv2d(
-            &batch_norm(&y, &self.bn1, train).relu(),
+            &batch_norm(&y, &self.bn1, train).relu_(),
             &self.tcn,
             [self.stride, 1],
             [self.pad, 0],
@@ -211,7 +213,7 @@ impl StGcnBlock {
         );
         let y = dropout(&batch_norm(&y, &self.bn2, train), self.dropout, train);
         match res {
-            Some(r) => (y + r).relu(),
+            Some(r) => (y + r).relu_(),
             None => y.relu(),
         }
     }
@@ -286,6 +288,18 @@ impl StGcn {
     /// Encode `x` `(N, C, T, V, M)`, removing the joints in `drop` (duplicates allowed)
     /// from the input after `data_bn` and from every adjacency, as CSM does.
     pub fn forward_drop(&self, x: &Tensor, drop: &[usize], train: bool) -> Tensor {
+        self.forward_drop_probed(x, drop, train, &mut |_| {})
+    }
+
+    /// [`Self::forward_drop`], calling `probe(0)` before the first block and
+    /// `probe(i + 1)` after block `i` (`pstl bench --phases` times the blocks).
+    pub fn forward_drop_probed(
+        &self,
+        x: &Tensor,
+        drop: &[usize],
+        train: bool,
+        probe: &mut dyn FnMut(usize),
+    ) -> Tensor {
         let (_n, c, t, v, m) = x.size5().expect("encoder input must be (N, C, T, V, M)");
         assert_eq!(
             v, self.num_joints,
@@ -305,23 +319,38 @@ impl StGcn {
             .contiguous()
             .view([-1, c, t, v]);
         let keep = keep_index(v as usize, drop, x.device());
-        let a = match &keep {
-            Some(idx) => {
-                x = x.index_select(3, idx);
-                self.a.index_select(1, idx).index_select(2, idx)
-            }
-            None => self.a.shallow_clone(),
-        };
-        for (block, imp) in self.blocks.iter().zip(&self.edge_importance) {
-            let imp = match &keep {
-                Some(idx) => imp.index_select(1, idx).index_select(2, idx),
-                None => imp.shallow_clone(),
-            };
-            x = block.forward(&x, &(&a * imp), train);
+        if let Some(idx) = &keep {
+            x = x.index_select(3, idx);
+        }
+        probe(0);
+        for (i, (block, a)) in self
+            .blocks
+            .iter()
+            .zip(self.adjacencies(keep.as_ref()))
+            .enumerate()
+        {
+            x = block.forward(&x, &a, train);
+            probe(i + 1);
         }
         // Global average over (T, V), then mean over persons.
         let f = x.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
         f.view([-1, m, f.size()[1]]).mean_dim(1, false, Kind::Float)
+    }
+}
+
+impl StGcn {
+    /// Every block's `A * edge_importance` with the joints outside `keep` removed, in
+    /// the blocks' compute kind: one stack, one product, one index pair and one cast
+    /// for all blocks (their backward is as short: the gradient of `unbind` is one
+    /// stack), where a product per block took ten of each.
+    fn adjacencies(&self, keep: Option<&Tensor>) -> Vec<Tensor> {
+        let a = Tensor::stack(&self.edge_importance, 0) * self.a.unsqueeze(0);
+        let a = match keep {
+            Some(idx) => a.index_select(2, idx).index_select(3, idx),
+            None => a,
+        };
+        let kind = self.blocks.first().map_or(Kind::Float, |b| b.compute);
+        a.to_kind(kind).unbind(0)
     }
 }
 

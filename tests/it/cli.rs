@@ -56,6 +56,32 @@ fn bad_device_is_an_error() {
 }
 
 #[test]
+fn tf32_switch_is_refused_off_cuda_and_checked() {
+    for (value, names) in [
+        ("1", ["PSTL_TF32_MATMUL=1", "CUDA"]),
+        ("yes", ["PSTL_TF32_MATMUL", "\"yes\""]),
+    ] {
+        let out = Command::new(pstl_bin())
+            .args([
+                "bench",
+                "--config",
+                "configs/synthetic.toml",
+                "--device",
+                "cpu",
+            ])
+            .env("PSTL_TF32_MATMUL", value)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "PSTL_TF32_MATMUL={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for name in names {
+            assert!(err.contains(name), "PSTL_TF32_MATMUL={value}: {err}");
+        }
+    }
+}
+
+#[test]
 fn binary_resolves_libraries_without_environment() {
     let out = Command::new("ldd")
         .arg(pstl_bin())

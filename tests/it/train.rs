@@ -201,3 +201,21 @@ fn fused_step_equals_the_written_out_update_and_skips_params_without_grad() {
     );
     assert_eq!(adam.step, 4);
 }
+
+#[test]
+fn zero_grad_drops_gradients_so_backward_does_not_accumulate() {
+    tch::manual_seed(5);
+    let p = Tensor::randn([4, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let mut adam = pstl::optim::Adam::from_params(vec![("p".to_string(), p.shallow_clone())], 0.0);
+    let loss = || (p.sin() * 3.0).sum(Kind::Float);
+    loss().backward();
+    let once = p.grad().detach().copy();
+    adam.zero_grad();
+    assert!(!p.grad().defined(), "zero_grad must drop the gradient");
+    loss().backward();
+    // Dropped, not zeroed: the second backward stores the same gradient.
+    assert!(
+        p.grad().equal(&once),
+        "gradient accumulated across zero_grad"
+    );
+}
