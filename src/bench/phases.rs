@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::method::{pstl_views, StepLosses};
 use crate::model::head::bt_loss;
 use crate::train::Trainer;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::time::Instant;
 use tch::{Device, Tensor};
 
@@ -161,23 +161,8 @@ impl EpochReport {
 /// its prefetch and memory budget) through the training step, unsynchronised
 /// as in `pstl pretrain`; `warmup` batches first (untimed: cuDNN's tuning).
 pub fn epoch(cfg: &Config, device: Device, warmup: usize) -> Result<EpochReport> {
-    use crate::data::loader::{BatchLoader, LoaderOptions};
     crate::train::check_precision(cfg.pretrain.precision, device)?;
-    let store = crate::data::store::Store::open(&cfg.data.path)
-        .with_context(|| format!("opening data store {}", cfg.data.path.display()))?;
-    let loader = BatchLoader::new(
-        &store,
-        "train",
-        LoaderOptions {
-            batch_size: cfg.pretrain.batch_size,
-            shuffle: true,
-            seed: cfg.run.seed,
-            // As pretraining: a last batch of one sample has no batch statistics.
-            drop_last: store.len("train")? % cfg.pretrain.batch_size == 1,
-            prefetch: cfg.data.prefetch,
-            memory_budget_bytes: cfg.data.memory_budget_mb << 20,
-        },
-    )?;
+    let loader = crate::train::open_loader(cfg)?;
     let mut trainer = Trainer::new(cfg, device);
     let lr = 1e-3;
     for batch in loader.epoch(u64::MAX).take(warmup) {

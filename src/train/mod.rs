@@ -211,8 +211,9 @@ pub fn pretrain(
     run.finish(first_epoch)
 }
 
-/// The shuffled training loader of the configured store.
-fn open_loader(cfg: &Config) -> Result<BatchLoader> {
+/// The shuffled training loader of the configured store (pretraining's, also timed by
+/// `pstl bench --epoch`).
+pub fn open_loader(cfg: &Config) -> Result<BatchLoader> {
     let store = Store::open(&cfg.data.path)
         .with_context(|| format!("opening data store {}", cfg.data.path.display()))?;
     if store.meta().layout != cfg.model.layout {
